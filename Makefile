@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` and `make test`. Both do all set-up on a fresh
+# Debian machine with Python 3.11: system packages (apt, only when missing), then the Python
+# environment in .venv/ at the repo root.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# re-install when the project's dependencies change
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+SYSTEM_PACKAGES :=
+DEMO_DIR := .demo
+
+.PHONY: demo test setup system-packages clean
+
+setup: $(STAMP)
+
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | system-packages
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the local CPU wheel, not gigabytes of CUDA
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	# data dependency only (its packaged speaker-encoder weights); its webrtcvad dependency
+	# does not import on modern setuptools and the product never imports resemblyzer
+	$(BIN)/pip install -q --no-deps resemblyzer==0.1.4
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: setup
+	$(BIN)/lipsync demo --work-dir $(DEMO_DIR)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

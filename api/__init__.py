@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI): routes, schemas, lifespan and error mapping."""

@@ -1,0 +1,1 @@
+"""Orchestration: settings, weights, model bundle, media, engines, pipelines and the CLI."""

@@ -1,0 +1,119 @@
+"""``lipsync``: the command line of the service (weights management, demo, and later sync)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .settings import Settings
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _weights_make_test(args: argparse.Namespace) -> int:
+    from .weights.formula import NOT_TRAINED_BANNER, write_test_checkpoint
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(NOT_TRAINED_BANNER, file=sys.stderr)
+    jobs = [("wav2lip", "wav2lip_gan.pth", {}), ("freevc", "freevc.pth", {}),
+            ("freevc-s", "freevc-s.pth", {}), ("freevc-24", "freevc-24.pth", {}),
+            ("wavlm", "WavLM-Large.pt", {"layers": args.wavlm_layers})]
+    if args.speaker:
+        jobs.append(("speaker", "pretrained_bak_5805000.pt", {}))
+    for kind, name, opts in jobs:
+        path = write_test_checkpoint(kind, out / name, tag=args.tag, **opts)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, generated, NOT trained)")
+    (out / "GENERATED_WEIGHTS_NOT_TRAINED.txt").write_text(NOT_TRAINED_BANNER + "\n")
+    print(NOT_TRAINED_BANNER, file=sys.stderr)
+    return EXIT_OK
+
+
+def _weights_check(args: argparse.Namespace) -> int:
+    from .weights.check import check_weights, format_report
+
+    statuses = check_weights(Path(args.dir), verify_hash=args.verify_hash)
+    print(format_report(statuses))
+    bad = [s for s in statuses if s.status != "ok" and (s.file.required or s.status != "missing")]
+    return EXIT_ERROR if bad else EXIT_OK
+
+
+def _weights_fetch(args: argparse.Namespace) -> int:
+    from .weights.catalog import CATALOG
+    from .weights.fetch import FetchError, fetch_file
+
+    names = set(args.only or [])
+    unknown = names - {w.name for w in CATALOG}
+    if unknown:
+        print(f"error: unknown file(s) {sorted(unknown)}; known: {[w.name for w in CATALOG]}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    failed = 0
+    for w in CATALOG:
+        if names and w.name not in names:
+            continue
+        try:
+            path = fetch_file(w, Path(args.out), progress=sys.stderr)
+            print(f"{w.name}: ok ({path})")
+        except FetchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.work_dir), device=args.device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lipsync", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("weights", help="download, check or generate model weights")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    mk = wsub.add_parser("make-test", help="write checkpoints with GENERATED (untrained) weights "
+                                           "in the official layouts")
+    mk.add_argument("--out", required=True, help="folder to write into (e.g. ./weights)")
+    mk.add_argument("--wavlm-layers", type=int, default=24,
+                    help="transformer layers of the WavLM-Large structure (default 24, full size)")
+    mk.add_argument("--tag", default="dev-1", help="seed tag of the generated weights")
+    mk.add_argument("--speaker", action="store_true",
+                    help="also write a generated pretrained_bak_5805000.pt speaker encoder")
+    mk.set_defaults(func=_weights_make_test)
+    ck = wsub.add_parser("check", help="list the expected files: present / missing / wrong layout")
+    ck.add_argument("dir", nargs="?", default=None, help="weights folder (default $WEIGHTS_DIR)")
+    ck.add_argument("--verify-hash", action="store_true", help="also compare SHA-256 where known")
+    ck.set_defaults(func=_weights_check)
+    fe = wsub.add_parser("fetch", help="download the official checkpoints (resumable, verified)")
+    fe.add_argument("--out", default=None, help="weights folder (default $WEIGHTS_DIR)")
+    fe.add_argument("--only", nargs="+", metavar="FILE", help="only these file names")
+    fe.set_defaults(func=_weights_fetch)
+
+    d = sub.add_parser("demo", help="offline demo with generated weights: load, warm up, report")
+    d.add_argument("--work-dir", default=".demo", help="where generated weights and outputs go")
+    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    d.set_defaults(func=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    for attr in ("out", "dir"):
+        if hasattr(args, attr) and getattr(args, attr) is None:
+            setattr(args, attr, str(settings.weights_dir))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

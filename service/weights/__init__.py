@@ -1,0 +1,1 @@
+"""Model weight files: the expected set, generated test checkpoints, download and checks."""
