@@ -35,7 +35,18 @@ def _loader(kind: str) -> Callable[[Path], Any]:
     if kind == "speaker":
         from models.speaker_encoder import load_speaker_encoder
         return load_speaker_encoder
+    if kind == "s3fd":
+        return _read_s3fd
     raise ValueError(f"no loader for {kind!r}")
+
+
+def _read_s3fd(path: Path) -> Any:
+    from models._checkpoint import read_checkpoint
+
+    sd = read_checkpoint(path, "S3FD")
+    if not isinstance(sd, dict) or "conv1_1.weight" not in sd:
+        raise ModelLoadError(f"{path} is not an S3FD state_dict (no 'conv1_1.weight')")
+    return sd
 
 
 def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
