@@ -110,8 +110,9 @@ def fold_weight_norm(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.
     Handles the legacy names (``X.weight_g``/``X.weight_v``) and the parametrization names
     (``X.parametrizations.weight.original0``/``original1``). The norm runs over every
     dimension where ``g`` has size 1, so ``dim=0`` convolutions, ConvTranspose (dim 0 is the
-    input channel) and WavLM's ``dim=2`` positional conv all fold the same way. Computed in
-    float64 so folding adds no error of its own.
+    input channel) and WavLM's ``dim=2`` positional conv all fold the same way. The norm and the
+    scale are computed in float64 and applied with one float32 multiply (at most 1 ulp off,
+    without float64 copies of every weight).
     """
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     pairs = {".weight_g": ".weight_v",
@@ -120,10 +121,10 @@ def fold_weight_norm(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.
         for g_suffix, v_suffix in pairs.items():
             if k.endswith(g_suffix) and k[: -len(g_suffix)] + v_suffix in sd:
                 base = k[: -len(g_suffix)]
-                g, d = v.double(), sd[base + v_suffix].double()
-                dims = [i for i in range(d.dim()) if g.shape[i] == 1]
-                w = d * (g / d.norm(dim=dims, keepdim=True))
-                out[base + ".weight"] = w.to(sd[base + v_suffix].dtype)
+                d = sd[base + v_suffix]
+                dims = [i for i in range(d.dim()) if v.shape[i] == 1]
+                norm = torch.linalg.vector_norm(d, dim=dims, keepdim=True, dtype=torch.float64)
+                out[base + ".weight"] = d * (v.double() / norm).to(d.dtype)
                 break
             if k.endswith(v_suffix) and k[: -len(v_suffix)] + g_suffix in sd:
                 break
