@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # re-install when the project's dependencies change
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
-SYSTEM_PACKAGES :=
+SYSTEM_PACKAGES := espeak-ng
 DEMO_DIR := .demo
 
 .PHONY: demo test setup system-packages clean

@@ -14,19 +14,19 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-from _machine import describe_machine, peak_rss_mb  # noqa: E402
+from _machine import describe_machine, peak_rss_mb
 
-from models.freevc import load_freevc  # noqa: E402
-from models.speaker_encoder import load_speaker_encoder  # noqa: E402
-from models.wav2lip import load_wav2lip  # noqa: E402
-from models.wavlm import load_wavlm  # noqa: E402
-from service.demo import ensure_demo_weights  # noqa: E402
+from models.freevc import load_freevc
+from models.speaker_encoder import load_speaker_encoder
+from models.wav2lip import load_wav2lip
+from models.wavlm import load_wavlm
+from service.demo import ensure_demo_weights
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeat: int) -> float:
@@ -74,7 +74,7 @@ def bench_wav2lip(path: Path, device: torch.device, repeat: int, batches: list[i
             m = mel.to(dt)
             with torch.inference_mode():
                 err = float((model(m, f).float() - ref).abs().max())
-            sec = timed(lambda: model(m, f), device, repeat if b < 128 else max(2, repeat // 2))
+            sec = timed(lambda model=model, m=m, f=f: model(m, f), device, repeat if b < 128 else max(2, repeat // 2))
             rows.append({"model": "wav2lip", "variant": name, "batch": b, "frames_per_s": b / sec,
                          "max_abs_diff_vs_fp32": err, "usable": err <= 1e-2})
             print(f"  wav2lip {name:<26} batch {b:>3}: {b / sec:8.1f} frames/s   max|diff| vs fp32 {err:.1e}",

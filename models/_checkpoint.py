@@ -11,8 +11,9 @@ import os
 import pickle
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -85,7 +86,7 @@ def guess_model(obj: Mapping[str, Any]) -> str:
 
 
 def pick_state_dict(obj: Any, keys: Iterable[str], path: str | os.PathLike[str],
-                    what: str) -> "OrderedDict[str, torch.Tensor]":
+                    what: str) -> OrderedDict[str, torch.Tensor]:
     """Return the state_dict stored under the first of ``keys`` in a checkpoint dict."""
     if isinstance(obj, Mapping):
         for k in keys:
@@ -96,7 +97,7 @@ def pick_state_dict(obj: Any, keys: Iterable[str], path: str | os.PathLike[str],
                          f"{' or '.join(repr(k) for k in keys)}, found {describe(obj)}")
 
 
-def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDict[str, torch.Tensor]":
+def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> OrderedDict[str, torch.Tensor]:
     """Drop ``prefix`` (e.g. DataParallel's ``module.``) from every key that has it."""
     n = len(prefix)
     if sd and all(k.startswith(prefix) for k in sd):
@@ -104,7 +105,7 @@ def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDict[st
     return OrderedDict(sd)
 
 
-def fold_weight_norm(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+def fold_weight_norm(sd: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """Replace every weight-norm pair by the effective weight ``g * v / ||v||``.
 
     Handles the legacy names (``X.weight_g``/``X.weight_v``) and the parametrization names
@@ -114,7 +115,7 @@ def fold_weight_norm(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.
     scale are computed in float64 and applied with one float32 multiply (at most 1 ulp off,
     without float64 copies of every weight).
     """
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
     pairs = {".weight_g": ".weight_v",
              ".parametrizations.weight.original0": ".parametrizations.weight.original1"}
     for k, v in sd.items():

@@ -137,7 +137,7 @@ class Wav2Lip(nn.Module):
             x = torch.cat((block(x), skips.pop()), dim=1)
         return self.output_block(x)
 
-    def fold_batchnorm(self) -> "Wav2Lip":
+    def fold_batchnorm(self) -> Wav2Lip:
         for m in self.modules():
             if isinstance(m, ConvBlock):
                 m.fold_batchnorm()

@@ -62,6 +62,12 @@ def _weights_fetch(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _sync(args: argparse.Namespace) -> int:
+    from .sync_command import run_sync
+
+    return run_sync(args, Settings())
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -92,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--out", default=None, help="weights folder (default $WEIGHTS_DIR)")
     fe.add_argument("--only", nargs="+", metavar="FILE", help="only these file names")
     fe.set_defaults(func=_weights_fetch)
+
+    from .sync_command import add_sync_arguments
+
+    sy = sub.add_parser("sync", help="lip-sync a face video or image to speech; writes an mp4")
+    add_sync_arguments(sy)
+    sy.set_defaults(func=_sync)
 
     d = sub.add_parser("demo", help="offline demo with generated weights: load, warm up, report")
     d.add_argument("--work-dir", default=".demo", help="where generated weights and outputs go")

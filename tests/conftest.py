@@ -9,7 +9,7 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
-def load_case(name: str) -> "np.lib.npyio.NpzFile":
+def load_case(name: str) -> np.lib.npyio.NpzFile:
     return np.load(DATA / name)
 
 

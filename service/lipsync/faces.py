@@ -8,7 +8,7 @@ options, off by default so the output stays identical to the official one.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
