@@ -46,5 +46,5 @@ class FaceBox:
     def width(self) -> int:
         return self.right - self.left
 
-    def clipped(self, height: int, width: int) -> "FaceBox":
+    def clipped(self, height: int, width: int) -> FaceBox:
         return FaceBox(max(0, self.top), min(height, self.bottom), max(0, self.left), min(width, self.right))

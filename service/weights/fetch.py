@@ -12,8 +12,9 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 from tqdm import tqdm
 

@@ -23,8 +23,8 @@ import json
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -154,14 +154,14 @@ def _tensor(tag: str, name: str, shape: tuple[int, ...], dtype: str, names: set[
     return 0.05 * n
 
 
-def generate_state_dict(spec: Spec, tag: str = DEFAULT_TAG) -> "OrderedDict[str, torch.Tensor]":
+def generate_state_dict(spec: Spec, tag: str = DEFAULT_TAG) -> OrderedDict[str, torch.Tensor]:
     """Every tensor of ``spec``, generated from (tag, name, shape), in the spec's order."""
     names = {key for key, _, _ in spec}
     return OrderedDict((key, _tensor(tag, key, shape, dtype, names).contiguous())
                        for key, shape, dtype in spec)
 
 
-def fingerprint(sd: "OrderedDict[str, torch.Tensor]") -> float:
+def fingerprint(sd: OrderedDict[str, torch.Tensor]) -> float:
     """Position-weighted float64 checksum; equals the reference recipe's ``fingerprint``."""
     total = 0.0
     for i, v in enumerate(sd.values()):
