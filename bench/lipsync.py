@@ -19,6 +19,8 @@ import time  # noqa: F401 - used by the child code
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
+    sys.path[0] = str(ROOT)  # run as a file: import the project, not bench/ siblings
 WORK = ROOT / ".bench"
 SENTENCE = ("The quick brown fox jumps over the lazy dog while twelve happy people "
             "watch from the old wooden bridge.")
@@ -26,32 +28,19 @@ SENTENCE = ("The quick brown fox jumps over the lazy dog while twelve happy peop
 
 def prepare(seconds: float) -> tuple[Path, Path, Path]:
     from service.demo import ensure_demo_weights
-    from service.media.writer import VideoWriter  # noqa: F401 - import check
-    from service.samples import espeak_speech, make_face_video
+    from service.types import Audio
+    from service.samples import espeak_speech, make_face_video, write_wav
 
     WORK.mkdir(exist_ok=True)
     face = WORK / f"face_1080p_{seconds:g}s.mp4"
     speech = WORK / f"speech_{seconds:g}s.wav"
     if not speech.exists():
         audio = espeak_speech(SENTENCE, speed_wpm=int(150 * 6.0 / seconds))
-        _write_wav(speech, audio.samples[: int(seconds * 16000)])
+        write_wav(speech, Audio(audio.samples[: int(seconds * 16000)], 16000))
     if not face.exists():
         make_face_video(face, seconds)
     weights = ensure_demo_weights(ROOT / ".demo" / "weights")
     return face, speech, weights / "wav2lip_gan.pth"
-
-
-def _write_wav(path: Path, samples: object) -> None:
-    import wave
-
-    import numpy as np
-
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")  # type: ignore[call-overload]
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm.tobytes())
 
 
 def run_once(face: Path, speech: Path, ckpt: Path, flags: list[str], device: str) -> dict:
@@ -86,8 +75,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _machine import describe_machine
+    from bench._machine import describe_machine
 
     face, speech, ckpt = prepare(args.seconds)
     configs = {}

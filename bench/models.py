@@ -20,13 +20,16 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-from _machine import describe_machine, peak_rss_mb
+if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
+    # run as `python bench/models.py`: this file's folder would shadow the `models` package
+    sys.path[0] = str(ROOT)
+from bench._machine import describe_machine, peak_rss_mb  # noqa: E402, I001
 
-from models.freevc import load_freevc
-from models.speaker_encoder import load_speaker_encoder
-from models.wav2lip import load_wav2lip
-from models.wavlm import load_wavlm
-from service.demo import ensure_demo_weights
+from models.freevc import load_freevc  # noqa: E402
+from models.speaker_encoder import load_speaker_encoder  # noqa: E402
+from models.wav2lip import load_wav2lip  # noqa: E402
+from models.wavlm import load_wavlm  # noqa: E402
+from service.demo import ensure_demo_weights  # noqa: E402
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeat: int) -> float:

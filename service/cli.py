@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .logs import configure_logging
 from .settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
@@ -114,8 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     settings = Settings()
     for attr in ("out", "dir"):
         if hasattr(args, attr) and getattr(args, attr) is None:

@@ -1,0 +1,109 @@
+"""`lipsync sync` as a user runs it: output, exit codes, one-line errors, nothing left behind."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.cli import main
+from service.media import VideoWriter, probe
+
+from .conftest import DATA
+
+FACE, SPEECH = DATA / "face_dev.mp4", DATA / "speech_dev.wav"
+BOX = ["135", "295", "327", "477"]
+
+
+def sync(weights_dir: Path, *args: str) -> int:
+    return main(["sync", "--wav2lip", str(weights_dir / "wav2lip_gan.pth"), "--device", "cpu",
+                 "--no-progress", *args])
+
+
+def test_box_run_writes_mp4_and_reports_stages(weights_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.mp4"
+    assert sync(weights_dir, "--face", str(FACE), "--audio", str(SPEECH), "--out", str(out), "--box", *BOX) == 0
+    info = probe(out)
+    assert info.frame_count == 75 and info.has_audio and info.video_codec == "h264"
+    err = capsys.readouterr().err
+    for stage in ("decode", "mel", "infer", "paste", "encode", "total"):
+        assert stage in err
+
+
+def test_detector_run_with_keyframes(weights_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    assert sync(weights_dir, "--face", str(FACE), "--audio", str(SPEECH), "--out", str(out),
+                "--strategy", "keyframe", "--detector", "opencv", "--resize-factor", "2") == 0
+    assert (probe(out).width, probe(out).height) == (480, 270)
+
+
+@pytest.fixture(scope="module")
+def blank_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("media") / "blank.mp4"
+    with VideoWriter(path, 160, 120, 25) as w:
+        for _ in range(10):
+            w.write(np.full((120, 160, 3), 40, np.uint8))
+    return path
+
+
+@pytest.fixture(scope="module")
+def silent_audio_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import wave
+
+    path = tmp_path_factory.mktemp("media") / "empty.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+    return path
+
+
+def _bad_cases(tmp: Path, blank: Path) -> dict[str, tuple[list[str], str]]:
+    text = tmp / "notes.mp4"
+    text.write_text("not a video")
+    return {
+        "missing face": (["--face", str(tmp / "nope.mp4"), "--audio", str(SPEECH)], "does not exist"),
+        "not a video": (["--face", str(text), "--audio", str(SPEECH)], "not a video or image"),
+        "no audio track": (["--face", str(FACE), "--audio", str(FACE)], "no audio track"),
+        "box outside": (["--face", str(FACE), "--audio", str(SPEECH), "--box", "0", "600", "0", "100"],
+                        "outside"),
+        "box inverted": (["--face", str(FACE), "--audio", str(SPEECH), "--box", "295", "135", "327", "477"],
+                         "inverted"),
+        "no face": (["--face", str(blank), "--audio", str(SPEECH), "--detector", "opencv"], "no face found"),
+        "too large": (["--face", str(FACE), "--audio", str(SPEECH), "--box", *BOX, "--max-pixels", "1000"],
+                      "--resize-factor 2"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing face", "not a video", "no audio track", "box outside", "box inverted",
+                                  "no face", "too large"])
+def test_bad_input_exits_2_with_one_line_and_no_output(case: str, weights_dir: Path, tmp_path: Path,
+                                                      blank_video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args, message = _bad_cases(tmp_path, blank_video)[case]
+    out = tmp_path / "out" / "result.mp4"
+    out.parent.mkdir()
+    assert sync(weights_dir, *args, "--out", str(out)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and message in err[0], err
+    assert list(out.parent.iterdir()) == []
+
+
+def test_empty_audio_exits_2(weights_dir: Path, tmp_path: Path, silent_audio_file: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert sync(weights_dir, "--face", str(FACE), "--audio", str(silent_audio_file), "--out",
+                str(tmp_path / "o.mp4"), "--box", *BOX) == 2
+    assert "empty" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_unwritable_output_exits_2(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert sync(weights_dir, "--face", str(FACE), "--audio", str(SPEECH), "--out",
+                str(tmp_path / "missing-dir" / "o.mp4"), "--box", *BOX) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["sync", "--face", str(FACE), "--audio", str(SPEECH), "--out", str(tmp_path / "o.mp4"),
+                 "--wav2lip", str(tmp_path / "none.pth"), "--box", *BOX, "--no-progress"])
+    assert code == 1 and "not found" in capsys.readouterr().err
