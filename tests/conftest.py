@@ -8,6 +8,8 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 
+pytest_plugins = ["tests.gcs_emulator"]
+
 
 def load_case(name: str) -> np.lib.npyio.NpzFile:
     return np.load(DATA / name)
