@@ -6,7 +6,6 @@ dropped it) and runs on the CPU. The parameters are fixed to the ones the refere
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +14,6 @@ import numpy as np
 
 from ..types import FaceBox
 from .base import box_or_none
-
-log = logging.getLogger(__name__)
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 SCALE_FACTOR = 1.1  # image pyramid step
