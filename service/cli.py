@@ -69,6 +69,12 @@ def _sync(args: argparse.Namespace) -> int:
     return run_sync(args, Settings())
 
 
+def _speak(args: argparse.Namespace) -> int:
+    from .speak_command import run_speak
+
+    return run_speak(args, Settings())
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -105,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     sy = sub.add_parser("sync", help="lip-sync a face video or image to speech; writes an mp4")
     add_sync_arguments(sy)
     sy.set_defaults(func=_sync)
+
+    from .speak_command import add_speak_arguments
+
+    sp = sub.add_parser("speak", help="text to speech (espeak-ng offline, gtts online) into a wav")
+    add_speak_arguments(sp)
+    sp.set_defaults(func=_speak)
 
     d = sub.add_parser("demo", help="offline demo with generated weights: load, warm up, report")
     d.add_argument("--work-dir", default=".demo", help="where generated weights and outputs go")

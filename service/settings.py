@@ -28,11 +28,54 @@ class Settings(BaseSettings):
     half_precision: bool = True
     """Run the models in fp16 on a GPU (never on the CPU, where it is slower)."""
 
-    @field_validator("weights_dir")
+    # ---- service ---------------------------------------------------------------------------
+    use_optimized: bool = True
+    """``POST /api/v1/lip-video`` runs the optimized pipeline (true) or the baseline (false)."""
+    preload_models: bool = True
+    """Load and warm the model bundle before the app reports ready."""
+    max_waiting_requests: int = 4
+    """Requests allowed to wait for the device behind the running one; more get 503."""
+    resize_factor: int = 3
+    """The customer's tuned Wav2Lip ``resize_factor`` for service requests."""
+    face_strategy: Literal["static", "keyframe", "per-frame"] = "static"
+    wav2lip_batch_size: int = 0
+    """0: 16 on CPU, 128 on GPU."""
+    x264_preset: str = "veryfast"
+    work_dir: Path = Path("/tmp/lipsync-service")
+    """Per-request temp folders and the input cache live here."""
+    input_cache_entries: int = 16
+    """Downloaded input videos (with their boxes and speaker embedding) kept per process."""
+    # ---- storage -----------------------------------------------------------------------------
+    storage_emulator_host: str | None = None
+    local_storage_root: Path | None = None
+    gcp_project: str | None = None
+    max_download_bytes: int = 200 * 1024 * 1024
+    overwrite_output: bool = True
+    # ---- voice -------------------------------------------------------------------------------
+    tts_engine: str = "espeak-ng"
+    tts_cache_dir: Path = Path("~/.cache/lipsync/tts")
+    tts_cache_max_entries: int = 1000
+    tts_cache_ttl_s: float = 7 * 24 * 3600
+    tts_max_chars: int = 5000
+    tts_max_parallel: int = 4
+    tts_pause_s: float = 0.2
+    tts_segment_chars: int = 200
+    tts_gtts_url: str = "https://translate.google.com"
+    tts_gtts_timeout_s: float = 10.0
+    noise_scale: float = 0.0
+    """FreeVC prior noise; 0 is the deterministic mean path (see service/voice)."""
+    max_source_s: float = 120.0
+
+    @field_validator("weights_dir", "work_dir", "tts_cache_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         # resolved once, here: later code must not depend on the working directory
         return v.expanduser().resolve()
+
+    @field_validator("local_storage_root")
+    @classmethod
+    def _absolute_root(cls, v: Path | None) -> Path | None:
+        return v.expanduser().resolve() if v is not None else None
 
 
 def resolve_device(name: str) -> torch.device:
