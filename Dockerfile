@@ -1,0 +1,46 @@
+# Production image: CUDA runtime, Python 3.11 via uv, non-root, weights mounted read-only.
+#   docker build -t lipsync-service .
+#   docker run --gpus all -p 8000:8000 -v $PWD/weights:/weights:ro lipsync-service
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONUNBUFFERED=1 \
+    UV_PYTHON=3.11 \
+    UV_LINK_MODE=copy \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    WEIGHTS_DIR=/weights \
+    WORK_DIR=/tmp/lipsync \
+    TTS_CACHE_DIR=/var/cache/lipsync/tts \
+    DEVICE=auto \
+    HF_HUB_OFFLINE=1
+
+# espeak-ng: the offline TTS engine; curl: the health check
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends espeak-ng curl ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY --from=ghcr.io/astral-sh/uv:0.8.22 /uv /usr/local/bin/uv
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY api ./api
+COPY service ./service
+COPY models ./models
+# torch 2.13 with CUDA from the PyTorch index, then the project; face-alignment and
+# resemblyzer without their dependency lists (they would pull opencv-python 5 / webrtcvad)
+RUN uv venv /opt/venv --python 3.11 \
+    && uv pip install --python /opt/venv/bin/python --index-url https://download.pytorch.org/whl/cu128 torch==2.13.0 \
+    && uv pip install --python /opt/venv/bin/python . \
+    && uv pip install --python /opt/venv/bin/python --no-deps face-alignment==1.5.0 resemblyzer==0.1.4
+
+RUN useradd --create-home --uid 10001 lipsync \
+    && mkdir -p /weights /var/cache/lipsync/tts /tmp/lipsync \
+    && chown -R lipsync /var/cache/lipsync /tmp/lipsync
+USER 10001
+
+VOLUME ["/weights"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["curl", "-fsS", "http://127.0.0.1:8000/health"]
+CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
