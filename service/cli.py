@@ -75,6 +75,22 @@ def _speak(args: argparse.Namespace) -> int:
     return run_speak(args, Settings())
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from .convert_command import run_convert
+
+    return run_convert(args, Settings())
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "e2e.py"
+    if not script.is_file():
+        print(f"error: {script} not found: `lipsync bench` runs from a source checkout", file=sys.stderr)
+        return EXIT_ERROR
+    return subprocess.run([sys.executable, str(script), *args.bench_args], check=False).returncode
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -117,6 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("speak", help="text to speech (espeak-ng offline, gtts online) into a wav")
     add_speak_arguments(sp)
     sp.set_defaults(func=_speak)
+
+    from .convert_command import add_convert_arguments
+
+    cv = sub.add_parser("convert", help="FreeVC: speak SOURCE speech in the voice of TARGET (audio or video)")
+    add_convert_arguments(cv)
+    cv.set_defaults(func=_convert)
+
+    b = sub.add_parser("bench", help="end-to-end benchmark: baseline vs optimized (bench/e2e.py)")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to bench/e2e.py (see --help there)")
+    b.set_defaults(func=_bench)
 
     d = sub.add_parser("demo", help="offline demo with generated weights: load, warm up, report")
     d.add_argument("--work-dir", default=".demo", help="where generated weights and outputs go")

@@ -1,27 +1,30 @@
-"""``make demo``: the main job, offline, on generated weights.
+"""``make demo``: the main job, offline, through the real service path, on generated weights.
 
 1. writes architecture-exact checkpoints with generated (NOT trained) weights, once;
-2. loads the model bundle onto the device, warms it up and prints the per-model table;
-3. generates a user video (an animated face with speech) and a sentence of speech
-   (espeak-ng), then lip-syncs the video to the speech and prints where the mp4 is.
+2. generates a user video (an animated face speaking in "its own" voice);
+3. starts the GCS emulator (fake-gcs-server) and uploads the video to ``gs://lipsync-demo``;
+4. starts the HTTP service (models preloaded and warmed), calls
+   ``POST /api/v1/lip-video-optimized`` twice (a new video, then a repeat that hits the
+   caches), downloads the result and prints each response's step times;
+5. prints where the mp4 is. The "Performance Analysis" blocks are the service's own logs.
 
-With untrained weights the mouth region is deterministic noise: the demo proves the whole
-path runs (decode → detect → mel → Wav2Lip → paste → H.264/AAC), not quality.
+With untrained weights the mouth region and the voice are deterministic noise: the demo
+proves the whole path runs (download → TTS → FreeVC → Wav2Lip → H.264/AAC → upload).
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
 
-from .bundle import load_bundle, timing_table
-from .settings import model_dtype, resolve_device
 from .weights.formula import NOT_TRAINED_BANNER, write_test_checkpoint
 
 log = logging.getLogger(__name__)
 
 _DEMO_WEIGHTS = (("wav2lip", "wav2lip_gan.pth"), ("freevc", "freevc.pth"), ("wavlm", "WavLM-Large.pt"))
-DEMO_SENTENCE = "Hello! This video was lip synced offline, on generated weights."
+DEMO_WORD = "Hello! This video was lip synced offline."
+BUCKET = "lipsync-demo"
 
 
 def ensure_demo_weights(weights_dir: Path) -> Path:
@@ -35,42 +38,46 @@ def ensure_demo_weights(weights_dir: Path) -> Path:
     return weights_dir
 
 
-def ensure_demo_media(work_dir: Path) -> tuple[Path, Path]:
-    """The user's video (face + own voice) and the speech to lip-sync, generated once."""
-    from .samples import espeak_speech, make_face_video, write_wav
+def ensure_demo_video(work_dir: Path) -> Path:
+    """The user's video: a face speaking with its own voice (generated once)."""
+    from .samples import espeak_speech, make_face_video
 
     user_video = work_dir / "user_video.mp4"
-    speech = work_dir / "speech.wav"
     if not user_video.exists():
         own_voice = espeak_speech("This is my own voice, recorded for the lip sync service.", "en-gb")
         make_face_video(user_video, 4.0, width=1280, height=720, fps=25.0, audio=own_voice)
-    if not speech.exists():
-        write_wav(speech, espeak_speech(DEMO_SENTENCE))
-    return user_video, speech
+    return user_video
 
 
 def run_demo(work_dir: Path, device: str = "auto") -> int:
-    from .lipsync.boxes import make_box_planner
-    from .lipsync.engine import SyncOptions, sync_lips
-    from .media import read_audio
-    from .timing import format_table
+    from .emulator import GCSEmulator
+    from .serve_local import call, download_from_emulator, local_service, upload_to_emulator
+    from .settings import Settings
 
-    dev = resolve_device(device)
+    work_dir = work_dir.resolve()
     weights = ensure_demo_weights(work_dir / "weights")
     print(NOT_TRAINED_BANNER, file=sys.stderr)
-    bundle = load_bundle(weights, dev, model_dtype(dev, half_precision=True))
-    print(f"\nModel bundle on {dev} (generated weights from {weights}):")
-    print(timing_table(bundle))
-
-    user_video, speech_path = ensure_demo_media(work_dir)
-    speech = read_audio(speech_path, 16000)
-    out = work_dir / "demo_lipsync.mp4"
-    opts = SyncOptions(batch_size=128 if dev.type == "cuda" else 16)
-    result = sync_lips(user_video, speech, out, bundle.wav2lip, opts,
-                       make_box_planner(weights, dev.type))
-    print()
-    print(format_table(result.seconds, result.total_s, "Performance Analysis (lip-sync)"))
-    print(f"\n{result.frames} frames, {result.width}x{result.height} at {result.fps:g} fps, "
-          f"{result.audio_s:.2f} s of speech; face box {result.boxes[0]}")
-    print(f"lip-synced video (generated weights, NOT trained): {out.resolve()}")
+    user_video = ensure_demo_video(work_dir)
+    settings = Settings(weights_dir=weights, device=device, work_dir=work_dir / "service",  # type: ignore[arg-type]
+                        tts_cache_dir=work_dir / "tts-cache", preload_models=True, overwrite_output=True)
+    with GCSEmulator(work_dir / "emulator") as emulator:
+        emulator.create_bucket(BUCKET)
+        src = upload_to_emulator(emulator, BUCKET, "user_video.mp4", user_video)
+        print(f"\nGCS emulator at {emulator.url}; uploaded {src}")
+        with local_service(settings, emulator) as url:
+            status, health = call(url, "GET", "/health")
+            print(f"service at {url}: device {health['device']}, models {health['models_loaded']}")
+            for attempt, out_name in (("new video", "result.mp4"), ("repeat (caches)", "result_repeat.mp4")):
+                body = {"word": DEMO_WORD, "user_video_gs": src, "output_video_gs": f"gs://{BUCKET}/{out_name}",
+                        "tts_lang": "en"}
+                status, resp = call(url, "POST", "/api/v1/lip-video-optimized", body)
+                if status != 200:
+                    print(f"request failed ({status}): {json.dumps(resp)}", file=sys.stderr)
+                    return 1
+                print(f"\n{attempt}: {resp['output_video_gs']} ({resp['duration_s']:.2f} s of video)")
+                print("  step_times: " + ", ".join(f"{k} {v:.2f}s" for k, v in resp["step_times"].items()))
+                hits = resp["cache_hits"].items()
+                print("  cache_hits: " + ", ".join(f"{k}={'hit' if v else 'miss'}" for k, v in hits))
+        out = download_from_emulator(emulator, BUCKET, "result.mp4", work_dir / "demo_lipsync.mp4")
+    print(f"\nlip-synced video (generated weights, NOT trained): {out}")
     return 0

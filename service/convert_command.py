@@ -1,0 +1,126 @@
+"""``lipsync convert``: speech in, the same speech in another speaker's voice out (FreeVC).
+
+    lipsync convert --source SPEECH --target MEDIA --out OUT.wav [--config freevc|freevc-s|freevc-24]
+                    [--device auto|cpu|cuda] [--noise-scale X] [--seed N]
+
+The target may be any audio file or a video: its (first) audio track is the speaker reference.
+Writes mono PCM16 WAV (16 kHz unless ``--output-rate``), atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models import ModelLoadError
+
+from .errors import BadInputError
+from .settings import Settings, model_dtype, resolve_device
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+CONFIGS = ("freevc", "freevc-s", "freevc-24")
+
+
+def add_convert_arguments(p: argparse.ArgumentParser) -> None:
+    from .voice import CHUNK_S, MAX_SOURCE_S, NOISE_SCALE, OVERLAP_S
+
+    p.add_argument("--source", required=True, help="speech to convert: any audio or video file with sound")
+    p.add_argument("--target", required=True,
+                   help="the target speaker: an audio file, or a video whose audio track is used")
+    p.add_argument("--out", required=True, help="output .wav (mono PCM16, written atomically)")
+    p.add_argument("--config", default=None, choices=CONFIGS, help="FreeVC model (default $FREEVC_CONFIG or freevc)")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="default $DEVICE or auto")
+    p.add_argument("--noise-scale", type=float, default=NOISE_SCALE,
+                   help=f"prior noise scale (default {NOISE_SCALE:g}, the official; 0 = deterministic)")
+    p.add_argument("--seed", type=int, default=None, help="seed the noise: the same inputs give the same output")
+    p.add_argument("--chunk-s", type=float, default=CHUNK_S, help="longer sources go in chunks of this length")
+    p.add_argument("--overlap-s", type=float, default=OVERLAP_S, help="overlap of neighbouring chunks (crossfaded)")
+    p.add_argument("--max-source-s", type=float, default=MAX_SOURCE_S, help="refuse longer sources")
+    p.add_argument("--output-rate", type=int, default=16000, choices=[16000, 24000],
+                   help="rate of the written wav (16000 for lip-sync; 24000 keeps freevc-24's own rate)")
+
+
+@dataclass
+class ConvertResult:
+    out_path: Path
+    duration_s: float
+    sample_rate: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    total_s: float = 0.0
+
+
+def run_convert(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit codes: 0 done, 2 bad input (unreadable/silent/short media, bad option), 1 anything else."""
+    from .bundle import WeightsMissingError
+
+    try:
+        result = convert_from_args(args, settings)
+    except BadInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ModelLoadError, WeightsMissingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValueError as e:   # option values the parser cannot check (device, chunk sizes)
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as e:
+        log.debug("lipsync convert failed", exc_info=True)
+        print(f"error: {type(e).__name__}: {e} (run with -v for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
+    from .timing import format_table
+
+    print(format_table(result.seconds, result.total_s, "lipsync convert: per-step seconds"), file=sys.stderr)
+    print(f"{result.duration_s:.2f} s of converted speech at {result.sample_rate} Hz -> {result.out_path}")
+    return EXIT_OK
+
+
+def _check_out(path: Path) -> None:
+    if path.is_dir():
+        raise BadInputError(f"--out {path} is a folder; give a file name ending in .wav")
+    if not path.parent.is_dir():
+        raise BadInputError(f"--out {path}: folder {path.parent} does not exist; create it first")
+
+
+def convert_from_args(args: argparse.Namespace, settings: Settings) -> ConvertResult:
+    """Run ``lipsync convert`` for parsed ``args``; raises instead of printing.
+
+    Steps (each timed): read source, read target, load models, speaker embedding, wavlm,
+    synthesizer, resample (freevc-24 only), write.
+    """
+    from .bundle import load_bundle
+    from .media import read_audio
+    from .timing import StageTimer
+    from .tts.wavfile import write_wav
+    from .voice import VoiceConverter
+
+    out = Path(args.out)
+    _check_out(out)
+    config = args.config or settings.freevc_config
+    device = resolve_device(args.device or settings.device)
+    timer = StageTimer(sync_cuda=device.type == "cuda")
+    t0 = time.perf_counter()
+    with timer.stage("read source"):
+        source = read_audio(args.source, sample_rate=16000)
+    with timer.stage("read target"):
+        target = read_audio(args.target, sample_rate=16000)
+    # freevc-s computes g with its own mel LSTM: the resemblyzer encoder is not needed
+    only = ("wavlm", "freevc") if config == "freevc-s" else ("wavlm", "freevc", "speaker")
+    with timer.stage("load models"):
+        # no warm-up: a one-shot command would pay for it and gain nothing
+        bundle = load_bundle(settings.weights_dir, device, model_dtype(device, settings.half_precision),
+                             freevc_config=config, warm=False, only=only)
+    converter = VoiceConverter(bundle, noise_scale=args.noise_scale, seed=args.seed, chunk_s=args.chunk_s,
+                               overlap_s=args.overlap_s, max_source_s=args.max_source_s,
+                               output_rate=args.output_rate)
+    audio = converter.convert_voice(source, target, timer=timer)
+    with timer.stage("write"):
+        write_wav(out, audio)
+    total = time.perf_counter() - t0
+    log.info("converted %s (%.2f s) into the voice of %s -> %s", args.source, source.duration_s, args.target, out)
+    return ConvertResult(out, audio.duration_s, audio.sample_rate, timer.seconds(), total)
