@@ -106,6 +106,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--resize-factor", type=int, default=3, help="the customer's setting (default 3)")
+    ap.add_argument("--lipsync-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                    help="LIPSYNC_PRECISION of the optimized server (the baseline stays official)")
     ap.add_argument("--weights", type=Path, default=ROOT / ".demo" / "weights")
     ap.add_argument("--json", type=Path, help="write results here (default bench/results/<date>-<host>.json)")
     args = ap.parse_args()
@@ -116,7 +118,8 @@ def main() -> int:
     workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]
     machine = describe_machine()
     results: dict = {"machine": machine, "config": {"device": args.device, "resize_factor": args.resize_factor,
-                                                    "repeat": args.repeat, "input": video.name},
+                                                    "repeat": args.repeat, "input": video.name,
+                                                    "lipsync_precision": args.lipsync_precision},
                      "workloads": {}}
     with GCSEmulator(WORK / "emulator") as emulator:
         emulator.create_bucket(BUCKET)
@@ -126,6 +129,7 @@ def main() -> int:
                   "TTS_CACHE_DIR": str(WORK / "tts-cache"), "HF_HUB_OFFLINE": "1"}
         servers = {
             "optimized": start_server({**common, "USE_OPTIMIZED": "true", "PRELOAD_MODELS": "true",
+                                       "LIPSYNC_PRECISION": args.lipsync_precision,
                                        "WORK_DIR": str(WORK / "svc-opt")}, WORK / "server-optimized.log"),
             "baseline": start_server({**common, "USE_OPTIMIZED": "false", "PRELOAD_MODELS": "false",
                                       "WORK_DIR": str(WORK / "svc-base")}, WORK / "server-baseline.log"),

@@ -79,8 +79,12 @@ def _warm_speaker(m: Any, dev: torch.device, dt: torch.dtype) -> None:
 
 def load_bundle(weights_dir: Path, device: torch.device, dtype: torch.dtype = torch.float32,
                 freevc_config: str = "freevc", warm: bool = True,
-                only: tuple[str, ...] = ("wav2lip", "wavlm", "freevc", "speaker")) -> ModelBundle:
+                only: tuple[str, ...] = ("wav2lip", "wavlm", "freevc", "speaker"),
+                wav2lip_dtype: torch.dtype | None = None) -> ModelBundle:
     """Load (and by default warm up) the models named in ``only`` from ``weights_dir``.
+
+    ``wav2lip_dtype`` overrides ``dtype`` for Wav2Lip alone (e.g. bf16 on a CPU with native
+    bf16 while the voice models stay fp32).
 
     Raises :class:`WeightsMissingError` naming every missing file before loading anything,
     and :class:`models.ModelLoadError` for a file that is present but wrong.
@@ -102,10 +106,11 @@ def load_bundle(weights_dir: Path, device: torch.device, dtype: torch.dtype = to
     speaker_path = d / SPEAKER_FILE
     speaker_file = speaker_path if speaker_path.is_file() else None
 
+    w2l_dtype = wav2lip_dtype or dtype
     spk_dtype = torch.float32  # a 1.4 M-parameter LSTM: half precision buys nothing
     steps: list[tuple[str, Path | None, Callable[[], Any], Callable[[Any], None]]] = [
-        ("wav2lip", wanted["wav2lip"], lambda: load_wav2lip(wanted["wav2lip"], device, dtype),
-         lambda m: _warm_wav2lip(m, device, dtype)),
+        ("wav2lip", wanted["wav2lip"], lambda: load_wav2lip(wanted["wav2lip"], device, w2l_dtype),
+         lambda m: _warm_wav2lip(m, device, w2l_dtype)),
         ("wavlm", wanted["wavlm"], lambda: load_wavlm(wanted["wavlm"], device, dtype),
          lambda m: _warm_wavlm(m, device, dtype)),
         ("freevc", wanted["freevc"], lambda: load_freevc(wanted["freevc"], freevc_config, device, dtype),

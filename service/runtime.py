@@ -13,7 +13,7 @@ from .bundle import ModelBundle, load_bundle
 from .concurrency import DeviceGate
 from .errors import ServiceError
 from .pipelines import LipVideoJob, LipVideoResult, Pipeline
-from .settings import Settings, model_dtype, resolve_device
+from .settings import Settings, lipsync_dtype, model_dtype, resolve_device
 from .storage import Storage
 
 if TYPE_CHECKING:
@@ -53,7 +53,8 @@ class ServiceRuntime:
         with self._lock:
             if self.bundle is None:
                 self.bundle = load_bundle(self.settings.weights_dir, self.device, self.dtype,
-                                          self.settings.freevc_config, warm=True)
+                                          self.settings.freevc_config, warm=True,
+                                          wav2lip_dtype=lipsync_dtype(self.device, self.settings))
                 self._optimized = self._make_optimized(self.bundle)
             return self.bundle
 

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     freevc_config: FreeVCConfig = "freevc"
     half_precision: bool = True
     """Run the models in fp16 on a GPU (never on the CPU, where it is slower)."""
+    lipsync_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Wav2Lip's precision in the service. ``auto``: fp16 on a GPU (with HALF_PRECISION), fp32
+    on the CPU. ``bf16`` on a CPU with native bf16 (AVX512-BF16/AMX) is ~4x faster and stays
+    within the 1e-2 half-precision tolerance, but is no longer bit-faithful to the official
+    paste (see bench/RESULTS.md)."""
 
     # ---- service ---------------------------------------------------------------------------
     use_optimized: bool = True
@@ -88,6 +93,13 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {name!r}: expected auto, cpu or cuda")
     return torch.device(name)
+
+
+def lipsync_dtype(device: torch.device, settings: "Settings") -> torch.dtype:
+    explicit = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if settings.lipsync_precision in explicit:
+        return explicit[settings.lipsync_precision]
+    return model_dtype(device, settings.half_precision)
 
 
 def model_dtype(device: torch.device, half_precision: bool) -> torch.dtype:

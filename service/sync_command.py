@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from models import ModelLoadError
 
 from .errors import BadInputError
-from .settings import Settings, model_dtype, resolve_device
+from .settings import Settings, lipsync_dtype, resolve_device
 
 if TYPE_CHECKING:
     from .lipsync.engine import SyncResult
@@ -49,6 +49,9 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="auto", choices=["auto", "libx264", "h264_nvenc"])
     p.add_argument("--preset", default="veryfast", help="x264 preset (ultrafast … veryslow)")
     p.add_argument("--crf", type=int, default=20)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="Wav2Lip precision (auto: fp32 on CPU, fp16 on GPU; bf16 is faster on CPUs with "
+                        "native bf16 but not bit-faithful)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -104,7 +107,8 @@ def sync_from_args(args: argparse.Namespace, settings: Settings) -> SyncResult:
         raise BadInputError(f"{args.audio}: the audio track is empty (zero length)")
     ckpt = Path(args.wav2lip) if args.wav2lip else settings.weights_dir / "wav2lip_gan.pth"
     with timer.stage("load model"):
-        model = load_wav2lip(ckpt, device, model_dtype(device, settings.half_precision))
+        model = load_wav2lip(ckpt, device, lipsync_dtype(device, settings.model_copy(
+            update={"lipsync_precision": args.precision})))
     opts = SyncOptions(
         strategy=args.strategy, detector=args.detector, keyframe_interval=args.keyframe_interval,
         pads=tuple(args.pads), smooth=not args.nosmooth, box=tuple(args.box) if args.box else None,

@@ -53,3 +53,9 @@ def test_wrong_file_is_a_model_load_error(tmp_path: Path, weights_dir: Path) -> 
     shutil.copy(weights_dir / "freevc.pth", tmp_path / "wav2lip_gan.pth")
     with pytest.raises(ModelLoadError, match="wav2lip_gan.pth"):
         load_bundle(tmp_path, torch.device("cpu"))
+
+
+def test_wav2lip_precision_can_differ_from_the_voice_models(weights_dir: Path) -> None:
+    b = load_bundle(weights_dir, torch.device("cpu"), only=("wav2lip", "freevc"), wav2lip_dtype=torch.bfloat16)
+    assert next(b.wav2lip.parameters()).dtype == torch.bfloat16
+    assert next(b.freevc.parameters()).dtype == torch.float32

@@ -11,8 +11,8 @@ The steps are those of the official ``convert.py`` (OlaWod/FreeVC):
 
 Sources longer than one chunk go through steps 2-3 in overlapping chunks joined by a crossfade
 (:mod:`.chunks`), so attention and memory stay bounded. The output has ``T * hop`` samples at
-the model rate, T = (N - 400) // 320 + 1: like the official code, the last partial WavLM frame
-of the source (under 45 ms) is not converted.
+the model rate, T = (N - 400) // 320 + 1, so (as with the official code) it is 80 to 399
+samples (5-25 ms at 16 kHz) shorter than the N-sample source.
 
 One conversion at a time per converter (the models are shared; the service serialises work per
 device); the embedding cache itself is thread-safe.
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOISE_SCALE = 1.0        # the official convert.py: infer() draws z_p = m_p + eps * exp(logs_p)
-CHUNK_S = 10.0           # 500 content frames: attention over 10 s is cheap, quality unaffected
+CHUNK_S = 10.0           # 500 content frames: the word and sentence workloads (1-5 s) are one chunk
 OVERLAP_S = 1.0          # the 0.25 s seam in its middle keeps 0.375 s of context on both sides
 MAX_SOURCE_S = 120.0     # TTS of a few sentences; far longer input is a mistake, not a request
 EMBEDDING_DIM = 256
@@ -151,6 +151,7 @@ class VoiceConverter:
         return self._cache.info()
 
     def clear_embedding_cache(self) -> None:
+        """Forget every cached embedding and reset the counters."""
         self._cache.clear()
 
     # ---- conversion ----------------------------------------------------------------------------
