@@ -12,7 +12,8 @@ Variants: ``fp32`` (the reference), ``bf16-autocast`` (fp32 weights, matmuls/con
 ``torch.autocast``), ``bf16`` (weights and activations bf16), ``fp16`` (GPU only). Each is
 compared with fp32 on the same inputs with noise_scale 0: the content features' max|diff|
 relative to their largest magnitude, and the waveform's mean|diff| relative to its mean level.
-``--compile`` adds ``torch.compile`` of the fp32 synthesizer (compile time reported apart).
+``--compile`` adds ``torch.compile`` of the fp32 synthesizer; its first call per input length
+compiles (about a minute on 2 cores when inductor's on-disk cache is cold, seconds when warm).
 ``--long S`` also converts an S-second source in 5 s and 10 s chunks and in one piece (fp32,
 median of 2 after the run whose output is compared).
 """
@@ -159,7 +160,7 @@ def bench_compile(bundle: ModelBundle, sources: dict[float, Audio], device: torc
             sec = timed(lambda c=c: compiled(c, g=g, noise_scale=0.0), device, repeat)
         rows.append({"variant": "fp32 compiled synthesizer", "seconds_of_speech": seconds,
                      "compile_s": compile_s, "synthesizer_s": sec, "wave_max_abs_diff": err})
-        print(f"  compiled synth {seconds:>4g} s: first call (compile) {compile_s:7.1f}  synth {sec:7.3f}  "
+        print(f"  compiled synth {seconds:>4g} s: first call (compiles) {compile_s:7.1f}  synth {sec:7.3f}  "
               f"max|diff| {err:.1e}", flush=True)
     return rows
 

@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     tts_segment_chars: int = 200
     tts_gtts_url: str = "https://translate.google.com"
     tts_gtts_timeout_s: float = 10.0
-    noise_scale: float = 0.0
-    """FreeVC prior noise; 0 is the deterministic mean path (see service/voice)."""
+    noise_scale: float = 1.0
+    """FreeVC prior noise: 1.0 as the official convert.py samples; 0 is the deterministic mean path."""
     max_source_s: float = 120.0
 
     @field_validator("weights_dir", "work_dir", "tts_cache_dir")
