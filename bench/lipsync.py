@@ -73,6 +73,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--resize-factor", type=int, nargs="+", default=[3, 1])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bf16", action="store_true", help="also the default engine with --precision bf16")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     from bench._machine import describe_machine
@@ -83,6 +84,8 @@ def main() -> int:
         configs[f"default rf{rf}"] = ["--resize-factor", str(rf)]
         configs[f"official rf{rf}"] = ["--resize-factor", str(rf), "--strategy", "per-frame",
                                        "--batch-size", "128"]
+        if args.bf16:
+            configs[f"default bf16 rf{rf}"] = ["--resize-factor", str(rf), "--precision", "bf16"]
     runs: dict[str, list[dict]] = {k: [] for k in configs}
     for _ in range(args.repeat):
         for name, flags in configs.items():

@@ -127,10 +127,15 @@ class GCSEmulator:
             process.wait()
 
     def create_bucket(self, name: str | None = None) -> str:
-        """Create a bucket (a random name unless given); returns its name."""
+        """Create a bucket (a random name unless given); returns its name. A bucket that
+        already exists (the filesystem backend keeps them across runs) is fine."""
         name = name or f"test-{uuid.uuid4().hex[:12]}"
-        self._request("POST", "/storage/v1/b?project=test", json.dumps({"name": name}).encode(),
-                      {"Content-Type": "application/json"})
+        try:
+            self._request("POST", "/storage/v1/b?project=test", json.dumps({"name": name}).encode(),
+                          {"Content-Type": "application/json"})
+        except urllib.error.HTTPError as e:
+            if e.code != 409:
+                raise
         return name
 
     def _request(self, method: str, path: str, data: bytes | None = None,
