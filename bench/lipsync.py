@@ -28,8 +28,9 @@ SENTENCE = ("The quick brown fox jumps over the lazy dog while twelve happy peop
 
 def prepare(seconds: float) -> tuple[Path, Path, Path]:
     from service.demo import ensure_demo_weights
+    from service.samples import espeak_speech, make_face_video
+    from service.tts import write_wav
     from service.types import Audio
-    from service.samples import espeak_speech, make_face_video, write_wav
 
     WORK.mkdir(exist_ok=True)
     face = WORK / f"face_1080p_{seconds:g}s.mp4"

@@ -67,21 +67,3 @@ def espeak_speech(text: str, voice: str = "en-us", speed_wpm: int = 150) -> Audi
         return read_audio(wav, 16000)
 
 
-
-def write_wav(path: Path, audio: Audio) -> Path:
-    """Write mono 16-bit PCM, atomically (temp file + rename)."""
-    import os
-    import wave
-
-    pcm = (np.clip(audio.samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with wave.open(str(tmp), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(audio.sample_rate)
-            w.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

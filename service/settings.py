@@ -95,7 +95,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lipsync_dtype(device: torch.device, settings: "Settings") -> torch.dtype:
+def lipsync_dtype(device: torch.device, settings: Settings) -> torch.dtype:
     explicit = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if settings.lipsync_precision in explicit:
         return explicit[settings.lipsync_precision]

@@ -22,7 +22,7 @@ FACE = 96
 def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[FaceBox]) -> np.ndarray:
     """[B, 96, 96, 3] uint8 BGR crops of each frame's box."""
     out = np.empty((len(frames), FACE, FACE, 3), dtype=np.uint8)
-    for k, (frame, b) in enumerate(zip(frames, boxes)):
+    for k, (frame, b) in enumerate(zip(frames, boxes, strict=True)):
         out[k] = cv2.resize(frame[b.top:b.bottom, b.left:b.right], (FACE, FACE))
     return out
 
@@ -50,7 +50,7 @@ def paste_faces(frames: list[np.ndarray], boxes: Sequence[FaceBox], generated: t
     pred = generated.float().permute(0, 2, 3, 1).cpu().numpy() * 255.0
     pred = np.rint(pred) if round_paste else pred
     pred_u8 = np.clip(pred, 0, 255).astype(np.uint8) if round_paste else pred.astype(np.uint8)
-    for frame, b, face in zip(frames, boxes, pred_u8):
+    for frame, b, face in zip(frames, boxes, pred_u8, strict=True):
         patch = cv2.resize(face, (b.width, b.height))
         if blend > 0:
             alpha = _feather(b.height, b.width, blend)

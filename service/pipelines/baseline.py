@@ -17,11 +17,10 @@ from ..bundle import load_bundle
 from ..lipsync.boxes import make_box_planner
 from ..lipsync.engine import SyncOptions, sync_lips
 from ..media import probe, read_audio
-from ..samples import write_wav
 from ..settings import model_dtype
 from ..storage import Storage
 from ..timing import StageTimer
-from ..tts import TextToSpeech
+from ..tts import TextToSpeech, write_wav
 from ..voice import VoiceConverter
 from .base import LipVideoJob, LipVideoResult
 from .common import StepClock, request_dir

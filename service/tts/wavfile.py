@@ -29,6 +29,7 @@ def write_wav(path: str | os.PathLike[str], audio: Audio) -> Path:
             w.setsampwidth(2)
             w.setframerate(audio.sample_rate)
             w.writeframes(pcm.tobytes())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a wav is an ordinary output file
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
