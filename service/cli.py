@@ -6,10 +6,9 @@ import logging
 import sys
 from pathlib import Path
 
+from .command_errors import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
 from .logs import configure_logging
 from .settings import Settings
-
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _weights_make_test(args: argparse.Namespace) -> int:

@@ -15,14 +15,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models import ModelLoadError
-
+from .command_errors import EXIT_OK, report_failure
 from .errors import BadInputError
 from .settings import Settings, model_dtype, resolve_device
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 CONFIGS = ("freevc", "freevc-s", "freevc-24")
 
 
@@ -56,23 +54,10 @@ class ConvertResult:
 
 def run_convert(args: argparse.Namespace, settings: Settings) -> int:
     """Exit codes: 0 done, 2 bad input (unreadable/silent/short media, bad option), 1 anything else."""
-    from .bundle import WeightsMissingError
-
     try:
         result = convert_from_args(args, settings)
-    except BadInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (ModelLoadError, WeightsMissingError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except ValueError as e:   # option values the parser cannot check (device, chunk sizes)
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as e:
-        log.debug("lipsync convert failed", exc_info=True)
-        print(f"error: {type(e).__name__}: {e} (run with -v for the traceback)", file=sys.stderr)
-        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - mapped to an exit code and one line
+        return report_failure("lipsync convert", e)
     from .timing import format_table
 
     print(format_table(result.seconds, result.total_s, "lipsync convert: per-step seconds"), file=sys.stderr)

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import replace
 from pathlib import Path
 
+from .command_errors import EXIT_OK, report_failure
 from .errors import BadInputError
 from .tts import ENGINE_NAMES, TextToSpeech, TTSConfig, write_wav
 from .tts.tempo import MAX_SPEED, MIN_SPEED
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def add_speak_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,13 +33,8 @@ def run_speak(args: argparse.Namespace, settings: object) -> int:
     engine failed or the online service is unreachable. One-line messages on stderr."""
     try:
         message = speak_from_args(args, settings)
-    except BadInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as e:  # TTSUnavailableError, TTSError, disk errors...
-        log.debug("lipsync speak failed", exc_info=True)
-        print(f"error: {e}" if str(e) else f"error: {type(e).__name__}", file=sys.stderr)
-        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - mapped to an exit code and one line
+        return report_failure("lipsync speak", e)
     print(message)
     return EXIT_OK
 

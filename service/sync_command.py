@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models import ModelLoadError
-
+from .command_errors import EXIT_OK, report_failure
 from .errors import BadInputError
 from .settings import Settings, lipsync_dtype, resolve_device
 
@@ -17,7 +16,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def add_sync_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,19 +57,8 @@ def run_sync(args: argparse.Namespace, settings: Settings) -> int:
     """Exit codes: 0 done, 2 bad input (including no face), 1 anything else."""
     try:
         result = sync_from_args(args, settings)
-    except BadInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ModelLoadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except ValueError as e:  # argument combinations (device, sizes) the parser cannot see
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as e:
-        log.debug("lipsync sync failed", exc_info=True)
-        print(f"error: {type(e).__name__}: {e} (run with -v for the traceback)", file=sys.stderr)
-        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - mapped to an exit code and one line
+        return report_failure("lipsync sync", e)
     from .timing import format_table
 
     print(format_table(result.seconds, result.total_s, "lipsync sync: per-stage seconds"), file=sys.stderr)
