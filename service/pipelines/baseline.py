@@ -67,7 +67,7 @@ class BaselinePipeline:
                 timer = StageTimer()
                 result = sync_lips(video, read_audio(voiced_wav, 16000), out, w2l, opts,
                                    make_box_planner(self.weights_dir, self.device.type), timer=timer)
-            clock.times["encode"] = result.seconds.get("encode", 0.0)
+            clock.add("encode", result.seconds.get("encode", 0.0))
             with clock.step("upload"):
                 self.storage.upload(out, job.output_uri)
             return LipVideoResult(job.output_uri, self.name, result.frames / result.fps, clock.finish(), hits,

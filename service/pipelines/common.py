@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
+from ..timing import StageTimer
 from .base import STEPS
 
 
@@ -25,25 +23,15 @@ def request_dir(work_dir: Path, request_id: str) -> Iterator[Path]:
 
 
 class StepClock:
-    """Seconds per pipeline step (:data:`STEPS`), synchronising the GPU before each reading."""
+    """Seconds per pipeline step (:data:`STEPS`) on a :class:`StageTimer`; ``total`` is the
+    wall time since the clock was made."""
 
     def __init__(self, cuda: bool = False) -> None:
-        self.times = dict.fromkeys(STEPS, 0.0)
-        self._cuda = cuda and torch.cuda.is_available()
-        self._t0 = time.perf_counter()
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        if self._cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self._cuda:
-                torch.cuda.synchronize()
-            self.times[name] += time.perf_counter() - t
+        self._timer = StageTimer(sync_cuda=cuda)
+        self.step = self._timer.stage
+        self.add = self._timer.add
 
     def finish(self) -> dict[str, float]:
-        self.times["total"] = time.perf_counter() - self._t0
-        return {k: round(v, 4) for k, v in self.times.items()}
+        times = dict.fromkeys(STEPS, 0.0) | self._timer.seconds()
+        times["total"] = self._timer.elapsed()
+        return {k: round(v, 4) for k, v in times.items()}

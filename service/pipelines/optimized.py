@@ -64,7 +64,7 @@ class OptimizedPipeline:
             with clock.step("lipsync"):
                 result = sync_lips(entry.video, voiced, out, self.bundle.wav2lip, opts, planner, timer=timer)
             # the encoder runs in its own thread, overlapped with lip-sync: report its busy time
-            clock.times["encode"] = result.seconds.get("encode", 0.0)
+            clock.add("encode", result.seconds.get("encode", 0.0))
             with clock.step("upload"):
                 self.storage.upload(out, job.output_uri)
             return LipVideoResult(job.output_uri, self.name, result.frames / result.fps, clock.finish(), hits,
