@@ -67,7 +67,8 @@ class ServiceRuntime:
         return OptimizedPipeline(bundle, self.storage, self.tts, voice, s.work_dir, s.weights_dir,
                                  resize_factor=s.resize_factor, strategy=s.face_strategy,
                                  batch_size=s.wav2lip_batch_size, preset=s.x264_preset,
-                                 input_cache_entries=s.input_cache_entries)
+                                 input_cache_entries=s.input_cache_entries,
+                                 frame_cache_bytes=s.frame_cache_mb * 1024 * 1024)
 
     def pipeline(self, optimized: bool) -> Pipeline:
         if optimized:

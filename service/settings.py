@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     """Per-request temp folders and the input cache live here."""
     input_cache_entries: int = 16
     """Downloaded input videos (with their boxes and speaker embedding) kept per process."""
+    frame_cache_mb: int = 512
+    """Memory for decoded input frames (after ``resize_factor``) kept across requests; 0 = off."""
     # ---- storage -----------------------------------------------------------------------------
     storage_emulator_host: str | None = None
     local_storage_root: Path | None = None

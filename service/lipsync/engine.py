@@ -77,6 +77,8 @@ class SyncResult:
     """Distinct face boxes used (one for static or --box); for caching and reports."""
 
 
+FrameSource = Callable[[], Iterator[np.ndarray]]
+"""Starts a fresh pass over the input's frames (BGR uint8, after ``resize_factor``)."""
 BoxPlanner = Callable[[Path, MediaInfo, int, SyncOptions, StageTimer], "BoxPlan"]
 
 
@@ -122,11 +124,13 @@ class _Prepared:
 def composite_frames(face: Path, audio: Audio, model: torch.nn.Module, opts: SyncOptions,
                      plan_boxes: BoxPlanner, timer: StageTimer | None = None,
                      progress: Callable[[int, int], None] | None = None,
-                     prepared: _Prepared | None = None) -> Iterator[np.ndarray]:
+                     prepared: _Prepared | None = None,
+                     open_frames: FrameSource | None = None) -> Iterator[np.ndarray]:
     """Yield the lip-synced frames (BGR uint8, before any encoding), one per output frame.
 
     Output covers the whole audio: ceil(duration · fps) frames. ``progress`` is called with
-    the frames done and the total after each batch.
+    the frames done and the total after each batch. ``open_frames`` replaces decoding
+    ``face`` (e.g. :meth:`FrameMemo.open`): it must yield the same frames, already resized.
     """
     timer = timer or StageTimer()
     prep = prepared or _Prepared(face, audio, opts, timer, plan_boxes)
@@ -139,7 +143,7 @@ def composite_frames(face: Path, audio: Audio, model: torch.nn.Module, opts: Syn
     def decode() -> None:
         try:
             it = stream_output_frames(
-                lambda: iter_frames(face, resize_factor=opts.resize_factor), prep.n_out,
+                open_frames or (lambda: iter_frames(face, resize_factor=opts.resize_factor)), prep.n_out,
                 opts.loop_mode, expect_short=prep.info.frame_count < prep.n_out)
             while True:
                 t0 = time.perf_counter()
@@ -191,7 +195,7 @@ def composite_frames(face: Path, audio: Audio, model: torch.nn.Module, opts: Syn
 
 def sync_lips(face: Path, audio: Audio, out_path: Path, model: torch.nn.Module, opts: SyncOptions,
               plan_boxes: BoxPlanner, progress: Callable[[int, int], None] | None = None,
-              timer: StageTimer | None = None) -> SyncResult:
+              timer: StageTimer | None = None, open_frames: FrameSource | None = None) -> SyncResult:
     """Lip-sync ``face`` to ``audio`` and write an H.264/AAC mp4 to ``out_path``.
 
     Nothing is left at ``out_path`` unless the whole video was written.
@@ -216,7 +220,8 @@ def sync_lips(face: Path, audio: Audio, out_path: Path, model: torch.nn.Module, 
     enc = threading.Thread(target=encode, name="lipsync-encode", daemon=True)
     enc.start()
     try:
-        for frame in composite_frames(face, audio, model, opts, plan_boxes, timer, progress, prep):
+        for frame in composite_frames(face, audio, model, opts, plan_boxes, timer, progress, prep,
+                                      open_frames):
             if errors:
                 break
             out_q.put(frame)

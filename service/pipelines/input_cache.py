@@ -2,8 +2,9 @@
 
 For a given input object (its GCS generation, or the file's hash for ``file://``) nothing
 about it ever changes: its downloaded bytes, its audio (the user's voice), the speaker
-embedding of that voice, and its face boxes. A repeat request for the same video skips
-the download, the audio decode, the embedding and the face detection.
+embedding of that voice, its face boxes and its decoded frames. A repeat request for the
+same video skips the download, the audio decode, the embedding, the face detection and (as
+far as the frame budget allows) the video decode.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..lipsync.frame_memo import FrameMemo
 from ..types import Audio, FaceBox
 
 
@@ -28,6 +30,13 @@ class InputEntry:
     embedding: np.ndarray | None = None
     boxes: dict[tuple[object, ...], list[FaceBox]] = field(default_factory=dict)
     """Face boxes per (resize_factor, strategy, detector, pads) combination."""
+    frames: dict[int, FrameMemo] = field(default_factory=dict)
+    """Decoded frames per resize factor."""
+
+    def release(self) -> None:
+        for memo in self.frames.values():
+            memo.release()
+        self.frames.clear()
 
 
 class InputCache:
@@ -65,6 +74,7 @@ class InputCache:
             self._entries.move_to_end(entry.key)
             while len(self._entries) > self.max_entries:
                 _, old = self._entries.popitem(last=False)
+                old.release()
                 shutil.rmtree(old.video.parent, ignore_errors=True)
 
     def __len__(self) -> int:

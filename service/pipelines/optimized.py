@@ -13,7 +13,8 @@ from pathlib import Path
 from ..bundle import ModelBundle
 from ..lipsync.boxes import make_box_planner
 from ..lipsync.engine import BoxPlan, SyncOptions, sync_lips
-from ..media import probe, read_audio
+from ..lipsync.frame_memo import FrameMemo, MemoryBudget
+from ..media import iter_frames, probe, read_audio
 from ..storage import Storage
 from ..timing import StageTimer
 from ..tts import TextToSpeech
@@ -30,10 +31,12 @@ class OptimizedPipeline:
 
     def __init__(self, bundle: ModelBundle, storage: Storage, tts: TextToSpeech, voice: VoiceConverter,
                  work_dir: Path, weights_dir: Path, resize_factor: int = 3, strategy: str = "static",
-                 batch_size: int = 0, preset: str = "veryfast", input_cache_entries: int = 16) -> None:
+                 batch_size: int = 0, preset: str = "veryfast", input_cache_entries: int = 16,
+                 frame_cache_bytes: int = 512 * 1024 * 1024) -> None:
         self.bundle, self.storage, self.tts, self.voice = bundle, storage, tts, voice
         self.work_dir = work_dir
         self.inputs = InputCache(work_dir / "inputs", input_cache_entries)
+        self.frame_budget = MemoryBudget(frame_cache_bytes)
         self.resize_factor, self.strategy, self.preset = resize_factor, strategy, preset
         cuda = bundle.device.type == "cuda"
         self.batch_size = batch_size or (128 if cuda else 16)
@@ -44,7 +47,7 @@ class OptimizedPipeline:
         hits = {"tts": False, "speaker_embedding": False, "face_boxes": False, "frames": False}
         with request_dir(self.work_dir, job.request_id) as tmp:
             with clock.step("download"):
-                entry, hits["frames"] = self._input(job.input_uri)
+                entry, _ = self._input(job.input_uri)
             with clock.step("tts"):
                 speech, hits["tts"] = self.tts.synthesize_speech(job.text, job.lang, engine=job.tts_engine)
             with clock.step("voice_conversion"):
@@ -59,10 +62,13 @@ class OptimizedPipeline:
                                resize_factor=job.resize_factor or self.resize_factor,
                                batch_size=self.batch_size, preset=self.preset)
             planner, hits["face_boxes"] = self._planner(entry, opts)
+            memo = self._frames(entry, opts.resize_factor)
+            hits["frames"] = len(memo) > 0
             out = tmp / "output.mp4"
             timer = StageTimer(sync_cuda=False)
             with clock.step("lipsync"):
-                result = sync_lips(entry.video, voiced, out, self.bundle.wav2lip, opts, planner, timer=timer)
+                result = sync_lips(entry.video, voiced, out, self.bundle.wav2lip, opts, planner, timer=timer,
+                                   open_frames=memo.open)
             # the encoder runs in its own thread, overlapped with lip-sync: report its busy time
             clock.add("encode", result.seconds.get("encode", 0.0))
             with clock.step("upload"):
@@ -86,6 +92,17 @@ class OptimizedPipeline:
         entry = InputEntry(key, video, info.size)
         self.inputs.put(entry)
         return entry, False
+
+    def _frames(self, entry: InputEntry, resize_factor: int) -> FrameMemo:
+        memo = entry.frames.get(resize_factor)
+        if memo is None:
+            video = entry.video
+
+            def decode(start: int):  # noqa: ANN202 - a frame iterator
+                return iter_frames(video, resize_factor=resize_factor, start=start)
+
+            memo = entry.frames[resize_factor] = FrameMemo(decode, self.frame_budget)
+        return memo
 
     def _planner(self, entry: InputEntry, opts: SyncOptions):  # noqa: ANN202 - a BoxPlanner
         if opts.box is not None:

@@ -1,0 +1,121 @@
+"""Decoded frames kept between requests replay exactly what decoding gives, within a budget."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.wav2lip import load_wav2lip
+from service.lipsync.engine import BoxPlan, SyncOptions, composite_frames
+from service.lipsync.frame_memo import FrameMemo, MemoryBudget
+from service.media import iter_frames, read_audio
+from service.pipelines.input_cache import InputCache, InputEntry
+from service.types import FaceBox
+
+from .conftest import DATA
+
+FACE = DATA / "face_dev.mp4"  # 75 frames, 960x540
+BOX = (135, 295, 327, 477)
+
+
+class CountingDecoder:
+    """Decodes the real clip and remembers where each pass started."""
+
+    def __init__(self, resize_factor: int = 2) -> None:
+        self.starts: list[int] = []
+        self.resize_factor = resize_factor
+
+    def __call__(self, start: int) -> Iterator[np.ndarray]:
+        self.starts.append(start)
+        return iter_frames(FACE, resize_factor=self.resize_factor, start=start)
+
+
+@pytest.fixture(scope="module")
+def decoded() -> list[np.ndarray]:
+    return list(iter_frames(FACE, resize_factor=2))
+
+
+def test_second_pass_comes_from_memory(decoded: list[np.ndarray]) -> None:
+    decoder = CountingDecoder()
+    memo = FrameMemo(decoder, MemoryBudget(1 << 30))
+    first = list(memo.open())
+    assert memo.complete and len(memo) == 75
+    second = list(memo.open())
+    assert decoder.starts == [0]  # no second decode
+    assert len(first) == len(second) == len(decoded) == 75
+    assert all(np.array_equal(a, b) and np.array_equal(b, c) for a, b, c in zip(first, second, decoded, strict=True))
+
+
+def test_yielded_frames_are_copies(decoded: list[np.ndarray]) -> None:
+    memo = FrameMemo(CountingDecoder(), MemoryBudget(1 << 30))
+    for frame in memo.open():
+        frame[:] = 0  # the engine pastes faces into the frames it gets
+    for frame in memo.open():
+        frame[:] = 0
+    assert all(np.array_equal(a, b) for a, b in zip(memo.open(), decoded, strict=True))
+
+
+def test_a_longer_request_extends_a_recorded_prefix(decoded: list[np.ndarray]) -> None:
+    decoder = CountingDecoder()
+    memo = FrameMemo(decoder, MemoryBudget(1 << 30))
+    it = memo.open()
+    short = [next(it) for _ in range(20)]  # a one-word request stops early
+    it.close()
+    assert len(memo) == 20 and not memo.complete and memo.covers(20) and not memo.covers(21)
+    full = list(memo.open())
+    assert decoder.starts == [0, 20]  # the rest decoded, the prefix skipped
+    assert memo.complete
+    assert all(np.array_equal(a, b) for a, b in zip(short + full[20:], decoded, strict=True))
+    assert len(full) == 75 and all(np.array_equal(a, b) for a, b in zip(full, decoded, strict=True))
+
+
+def test_budget_caps_memory_and_release_returns_it(decoded: list[np.ndarray]) -> None:
+    per_frame = decoded[0].nbytes
+    budget = MemoryBudget(10 * per_frame + 1)
+    memo = FrameMemo(CountingDecoder(), budget)
+    assert len(list(memo.open())) == 75  # output is whole even when the memo is full
+    assert len(memo) == 10 and not memo.complete and budget.used == 10 * per_frame
+    again = list(memo.open())
+    assert all(np.array_equal(a, b) for a, b in zip(again, decoded, strict=True)) and len(again) == 75
+    memo.release()
+    assert budget.used == 0 and len(memo) == 0
+
+
+def test_evicted_input_gives_its_frames_back(tmp_path: Path, decoded: list[np.ndarray]) -> None:
+    budget = MemoryBudget(1 << 30)
+    cache = InputCache(tmp_path / "inputs", max_entries=1)
+    entries = []
+    for name in ("a", "b"):
+        folder = cache.folder_for(name)
+        entry = InputEntry(name, folder / "input.mp4", 0)
+        entry.frames[2] = FrameMemo(CountingDecoder(), budget)
+        list(entry.frames[2].open())
+        entries.append(entry)
+        cache.put(entry)
+    assert len(cache) == 1
+    assert budget.used == 75 * decoded[0].nbytes  # only the input still cached holds frames
+    assert not entries[0].frames
+
+
+def test_engine_output_is_identical_with_memo(weights_dir: Path) -> None:
+    """Composited frames replayed from memory equal the ones from a fresh decode, also when
+    the output loops over the input (speech longer than the video)."""
+    model = load_wav2lip(weights_dir / "wav2lip_gan.pth")
+    speech = read_audio(DATA / "speech_dev.wav", 16000)
+    long_speech = type(speech)(np.concatenate([speech.samples, speech.samples[:16000]]), 16000)
+    opts = SyncOptions(box=BOX, batch_size=16)
+
+    def plan(*_: object) -> BoxPlan:
+        return BoxPlan([FaceBox(*BOX)])
+
+    memo = FrameMemo(lambda start: iter_frames(FACE, start=start), MemoryBudget(1 << 30))
+    for audio in (speech, long_speech, speech):
+        with torch.inference_mode():
+            fresh = list(composite_frames(FACE, audio, model, opts, plan))
+            replayed = list(composite_frames(FACE, audio, model, opts, plan, open_frames=memo.open))
+        assert len(fresh) == len(replayed)
+        assert all(np.array_equal(a, b) for a, b in zip(fresh, replayed, strict=True))
+    assert memo.complete
