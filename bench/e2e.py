@@ -110,7 +110,8 @@ def main() -> int:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--resize-factor", type=int, default=3, help="the customer's setting (default 3)")
     ap.add_argument("--bf16", action="store_true",
-                    help="also run a third server: optimized with LIPSYNC_PRECISION=bf16 (CPUs with native bf16)")
+                    help="also run optimized servers with LIPSYNC_PRECISION=bf16 (optimized_bf16) and with "
+                         "LIPSYNC_PRECISION=VOICE_PRECISION=bf16 (optimized_bf16_all); CPUs with native bf16")
     ap.add_argument("--weights", type=Path, default=ROOT / ".demo" / "weights")
     ap.add_argument("--json", type=Path, help="write results here (default bench/results/<date>-<host>.json)")
     args = ap.parse_args()
@@ -136,10 +137,11 @@ def main() -> int:
             "baseline": start_server({**common, "USE_OPTIMIZED": "false", "PRELOAD_MODELS": "false",
                                       "WORK_DIR": str(WORK / "svc-base")}, WORK / "server-baseline.log"),
         }
-        if args.bf16:
-            servers["optimized_bf16"] = start_server(
-                {**common, "USE_OPTIMIZED": "true", "PRELOAD_MODELS": "true", "LIPSYNC_PRECISION": "bf16",
-                 "WORK_DIR": str(WORK / "svc-opt-bf16")}, WORK / "server-optimized-bf16.log")
+        extra = {"optimized_bf16": {"LIPSYNC_PRECISION": "bf16"},
+                 "optimized_bf16_all": {"LIPSYNC_PRECISION": "bf16", "VOICE_PRECISION": "bf16"}} if args.bf16 else {}
+        for name, env in extra.items():
+            servers[name] = start_server({**common, "USE_OPTIMIZED": "true", "PRELOAD_MODELS": "true", **env,
+                                          "WORK_DIR": str(WORK / f"svc-{name}")}, WORK / f"server-{name}.log")
         try:
             for name, (proc, url) in servers.items():
                 wait_ready(url, proc, preload=name != "baseline")
@@ -153,16 +155,15 @@ def main() -> int:
                     opt_url, base_url = servers["optimized"][1], servers["baseline"][1]
                     runs["optimized"].append(request(opt_url, text, src, f"gs://{BUCKET}/{w}-opt-{i}.mp4"))
                     runs["baseline"].append(request(base_url, text, src, f"gs://{BUCKET}/{w}-base-{i}.mp4"))
-                    if "optimized_bf16" in servers:
-                        runs["optimized_bf16"].append(request(servers["optimized_bf16"][1], text, src,
-                                                              f"gs://{BUCKET}/{w}-bf16-{i}.mp4"))
+                    for name in extra:
+                        runs[name].append(request(servers[name][1], text, src, f"gs://{BUCKET}/{w}-{name}-{i}.mp4"))
                     fresh = upload_to_emulator(emulator, BUCKET, f"input-{w}-{i}.mp4", video)
                     runs["optimized_cold"].append(request(opt_url, text, fresh, f"gs://{BUCKET}/{w}-cold-{i}.mp4"))
                     print(f"  {w} #{i + 1}: optimized {runs['optimized'][-1]['step_times']['total']:.2f} s, "
                           f"cold {runs['optimized_cold'][-1]['step_times']['total']:.2f} s, "
                           f"baseline {runs['baseline'][-1]['step_times']['total']:.2f} s"
-                          + (f", bf16 {runs['optimized_bf16'][-1]['step_times']['total']:.2f} s"
-                             if "optimized_bf16" in runs else ""), flush=True)
+                          + "".join(f", {name} {runs[name][-1]['step_times']['total']:.2f} s" for name in extra),
+                          flush=True)
                 results["workloads"][w] = {k: summarise(v) for k, v in runs.items()}
                 r = results["workloads"][w]
                 results.setdefault("baseline_over_optimized", {})[w] = {
@@ -182,11 +183,11 @@ def main() -> int:
 
 def print_table(results: dict) -> None:
     print(f"\nmachine: {json.dumps(results['machine'])}")
-    print(f"{'workload':<10}{'pipeline':<16}" + "".join(f"{s[:9]:>10}" for s in STEPS) + f"{'min':>8}{'max':>8}")
+    print(f"{'workload':<10}{'pipeline':<20}" + "".join(f"{s[:9]:>10}" for s in STEPS) + f"{'min':>8}{'max':>8}")
     for w, r in results["workloads"].items():
         for p in r:
             m = r[p]["median"]
-            print(f"{w:<10}{p:<16}" + "".join(f"{m[s]:>10.2f}" for s in STEPS)
+            print(f"{w:<10}{p:<20}" + "".join(f"{m[s]:>10.2f}" for s in STEPS)
                   + f"{r[p]['min_total']:>8.2f}{r[p]['max_total']:>8.2f}")
         ratios = ", ".join(f"{p} {x:.1f}x" for p, x in results["baseline_over_optimized"][w].items())
         print(f"{'':<10}baseline/optimized (median total): {ratios}; output {r['optimized']['duration_s']:.2f} s")

@@ -13,7 +13,7 @@ from .bundle import ModelBundle, load_bundle
 from .concurrency import DeviceGate
 from .errors import ServiceError
 from .pipelines import LipVideoJob, LipVideoResult, Pipeline
-from .settings import Settings, lipsync_dtype, model_dtype, resolve_device
+from .settings import Settings, lipsync_dtype, resolve_device, voice_dtype
 from .storage import Storage
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class ServiceRuntime:
 
         self.settings = settings
         self.device = resolve_device(settings.device)
-        self.dtype = model_dtype(self.device, settings.half_precision)
+        self.dtype = voice_dtype(self.device, settings)  # WavLM and FreeVC; Wav2Lip has its own
         self.storage = Storage(emulator_host=settings.storage_emulator_host, project=settings.gcp_project,
                                local_root=settings.local_storage_root,
                                max_download_bytes=settings.max_download_bytes,

@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     on the CPU. ``bf16`` on a CPU with native bf16 (AVX512-BF16/AMX) is ~4x faster and stays
     within the 1e-2 half-precision tolerance, but is no longer bit-faithful to the official
     paste (see bench/RESULTS.md)."""
+    voice_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """WavLM's and FreeVC's precision in the optimized service. ``auto``: fp16 on a GPU (with
+    HALF_PRECISION), fp32 on the CPU. ``bf16`` halves CPU conversion time; measured on
+    generated weights it moves the waveform by 2 % of its mean level (max 3-6e-2, over the
+    1e-2 bar, but ~18x less than two seeds of FreeVC's own prior sampling differ), so it is
+    an option, not the default (bench/RESULTS.md)."""
 
     # ---- service ---------------------------------------------------------------------------
     use_optimized: bool = True
@@ -101,6 +107,13 @@ def lipsync_dtype(device: torch.device, settings: Settings) -> torch.dtype:
     explicit = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if settings.lipsync_precision in explicit:
         return explicit[settings.lipsync_precision]
+    return model_dtype(device, settings.half_precision)
+
+
+def voice_dtype(device: torch.device, settings: Settings) -> torch.dtype:
+    explicit = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if settings.voice_precision in explicit:
+        return explicit[settings.voice_precision]
     return model_dtype(device, settings.half_precision)
 
 

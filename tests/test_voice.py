@@ -343,3 +343,31 @@ def test_run_convert_bad_input_exit_codes(weights_dir: Path, tmp_path: Path,
                        Settings(weights_dir=tmp_path, device="cpu")) == 1    # no weights there
     assert "missing model weights" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_voice_precision_setting_picks_the_voice_models_dtype() -> None:
+    from service.settings import lipsync_dtype, voice_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert voice_dtype(cpu, Settings()) == torch.float32            # faithful by default on the CPU
+    assert voice_dtype(cuda, Settings()) == torch.float16           # HALF_PRECISION on a GPU
+    assert voice_dtype(cuda, Settings(half_precision=False)) == torch.float32
+    assert voice_dtype(cpu, Settings(voice_precision="bf16")) == torch.bfloat16
+    # independent of Wav2Lip's setting
+    assert lipsync_dtype(cpu, Settings(voice_precision="bf16")) == torch.float32
+
+
+def test_bf16_voice_models_convert_close_to_fp32(weights_dir: Path, bundle: ModelBundle, source: Audio,
+                                                reference: Audio) -> None:
+    """VOICE_PRECISION=bf16: the whole conversion runs in bf16 and lands near fp32 (the mean
+    path, noise_scale 0), at fp32's output rate and length."""
+    half = load_bundle(weights_dir, CPU, torch.bfloat16, freevc_config="freevc", warm=False,
+                       only=("wavlm", "freevc"))
+    half = dataclasses.replace(half, speaker=bundle.speaker)
+    assert half.wavlm.dtype == torch.bfloat16 and next(half.freevc.parameters()).dtype == torch.bfloat16
+    want = VoiceConverter(bundle, noise_scale=0.0).convert_voice(source, reference)
+    got = VoiceConverter(half, noise_scale=0.0).convert_voice(source, reference)
+    assert got.sample_rate == want.sample_rate and got.samples.shape == want.samples.shape
+    assert got.samples.dtype == np.float32
+    level = np.abs(want.samples).mean()
+    assert np.abs(got.samples - want.samples).mean() < 0.1 * level
