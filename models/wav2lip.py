@@ -131,11 +131,23 @@ class Wav2Lip(nn.Module):
             raise ValueError(f"faces must be [B,6,{FACE_SIZE},{FACE_SIZE}], got {tuple(faces.shape)}")
         if mel.shape[0] != faces.shape[0]:
             raise ValueError(f"batch sizes differ: mel {mel.shape[0]}, faces {faces.shape[0]}")
+        return self.decode(mel, self.encode_faces(faces))
+
+    def encode_faces(self, faces: torch.Tensor) -> list[torch.Tensor]:
+        """The face encoder's seven outputs (the U-Net skips), 96² down to 1², for ``faces``
+        [B,6,96,96]. They depend on the face crops only, not on the audio, so a caller may
+        keep them for frames it will show again (see ``service.lipsync.face_memo``)."""
         skips = []
         x = faces
         for block in self.face_encoder_blocks:
             x = block(x)
             skips.append(x)
+        return skips
+
+    def decode(self, mel: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """The audio encoder and the face decoder: ``mel`` [B,1,80,16] plus the skips of
+        :meth:`encode_faces` → face [B,3,96,96]. ``skips`` is consumed."""
+        skips = list(skips)
         x = self.audio_encoder(mel)
         for block in self.face_decoder_blocks:
             x = torch.cat((block(x), skips.pop()), dim=1)

@@ -10,6 +10,7 @@ import torch
 
 from models.wav2lip import load_wav2lip
 from service.lipsync.engine import BoxPlan, SyncOptions, composite_frames
+from service.lipsync.face_memo import FaceFeatureMemo
 from service.lipsync.frame_memo import FrameMemo, MemoryBudget
 from service.media import iter_frames, read_audio
 from service.pipelines.input_cache import InputCache, InputEntry
@@ -119,3 +120,58 @@ def test_engine_output_is_identical_with_memo(weights_dir: Path) -> None:
         assert len(fresh) == len(replayed)
         assert all(np.array_equal(a, b) for a, b in zip(fresh, replayed, strict=True))
     assert memo.complete
+
+
+def test_face_feature_memo_is_all_or_nothing_and_budgeted() -> None:
+    budget = MemoryBudget(1 << 30)
+    memo = FaceFeatureMemo(budget)
+    skips = [torch.rand(3, 16, 8, 8).contiguous(memory_format=torch.channels_last), torch.rand(3, 32, 1, 1)]
+    keys = [(0, "box"), (1, "box"), (2, "box")]
+    assert memo.lookup(keys) is None
+    memo.store(keys, skips)
+    per_frame = (16 * 8 * 8 + 32) * 4
+    assert len(memo) == 3 and budget.used == 3 * per_frame
+    got = memo.lookup([keys[2], keys[0]])  # any order, any batch
+    assert got is not None
+    assert torch.equal(got[0], skips[0][[2, 0]]) and torch.equal(got[1], skips[1][[2, 0]])
+    assert got[0].is_contiguous(memory_format=torch.channels_last)
+    assert memo.lookup([keys[0], (3, "box")]) is None  # one unknown frame: recompute the batch
+    assert memo.lookup([(0, "other box")]) is None     # another box is another crop
+    memo.release()
+    assert budget.used == 0 and len(memo) == 0
+    small = FaceFeatureMemo(MemoryBudget(2 * per_frame))
+    small.store(keys, skips)
+    assert len(small) == 2
+
+
+def test_engine_output_is_identical_with_face_memo(weights_dir: Path) -> None:
+    model = load_wav2lip(weights_dir / "wav2lip_gan.pth")
+    speech = read_audio(DATA / "speech_dev.wav", 16000)
+    long_speech = type(speech)(np.concatenate([speech.samples, speech.samples[:16000]]), 16000)
+    opts = SyncOptions(box=BOX, batch_size=16)
+
+    def plan(*_: object) -> BoxPlan:
+        return BoxPlan([FaceBox(*BOX)])
+
+    memo = FaceFeatureMemo(MemoryBudget(1 << 30))
+    for audio in (speech, long_speech, long_speech):
+        with torch.inference_mode():
+            fresh = list(composite_frames(FACE, audio, model, opts, plan))
+            reused = list(composite_frames(FACE, audio, model, opts, plan, face_memo=memo))
+        assert len(fresh) == len(reused)
+        worst = max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(fresh, reused, strict=True))
+        assert worst <= 1  # the same math; at most a truncation boundary apart
+    assert len(memo) == 75 and memo.hits > 0
+
+
+def test_memory_goes_to_recent_inputs(tmp_path: Path) -> None:
+    budget = MemoryBudget(100)
+    cache = InputCache(tmp_path / "inputs", max_entries=8)
+    entries = [InputEntry(k, cache.folder_for(k) / "input.mp4", 0) for k in "abc"]
+    for entry in entries:
+        entry.faces[1] = FaceFeatureMemo(budget)
+        entry.faces[1].store([0], [torch.zeros(1, 10)])  # 40 bytes each
+        cache.put(entry)
+    assert [len(e.faces.get(1, [])) for e in entries] == [1, 1, 0]  # the budget was full for "c"
+    cache.free_memory(budget, 60, keep=entries[2])
+    assert not entries[0].faces and len(entries[1].faces[1]) == 1 and budget.used == 40

@@ -82,7 +82,8 @@ def test_mel_spectrogram_matches_official() -> None:
     mel = mel_spectrogram(wav)
     assert mel.shape == (1, 80, num_frames(16000)) == (1, 80, 50)
     # frames 0..47 never reach the end of the cropped wav, so they equal the reference frames
-    assert _maxdiff(mel[..., :48], case["mel"][..., :48]) <= 1e-5
+    # (log-mel: the FFT's last bits differ between CPUs; 4.5e-5 measured on an AMD EPYC, 0 on a Xeon)
+    assert _maxdiff(mel[..., :48], case["mel"][..., :48]) <= TOL
     assert num_frames(40000) == case["mel"].shape[-1] and num_frames(72000) == case["mel_long"].shape[-1]
 
 

@@ -24,6 +24,7 @@ from ..errors import BadInputError
 from ..media import MediaInfo, VideoWriter, iter_frames, probe
 from ..timing import StageTimer
 from ..types import Audio, FaceBox
+from .face_memo import FaceFeatureMemo
 from .faces import crop_faces, model_input, paste_faces
 from .frames import LoopMode, stream_output_frames
 from .mel import SAMPLE_RATE, mel_windows, output_frame_count, wav2lip_mel, window_starts
@@ -125,12 +126,15 @@ def composite_frames(face: Path, audio: Audio, model: torch.nn.Module, opts: Syn
                      plan_boxes: BoxPlanner, timer: StageTimer | None = None,
                      progress: Callable[[int, int], None] | None = None,
                      prepared: _Prepared | None = None,
-                     open_frames: FrameSource | None = None) -> Iterator[np.ndarray]:
+                     open_frames: FrameSource | None = None,
+                     face_memo: FaceFeatureMemo | None = None) -> Iterator[np.ndarray]:
     """Yield the lip-synced frames (BGR uint8, before any encoding), one per output frame.
 
     Output covers the whole audio: ceil(duration · fps) frames. ``progress`` is called with
     the frames done and the total after each batch. ``open_frames`` replaces decoding
     ``face`` (e.g. :meth:`FrameMemo.open`): it must yield the same frames, already resized.
+    ``face_memo`` keeps and reuses the face encoder's outputs per (source frame, box); it
+    needs a model with ``encode_faces``/``decode`` (:class:`models.wav2lip.Wav2Lip`).
     """
     timer = timer or StageTimer()
     prep = prepared or _Prepared(face, audio, opts, timer, plan_boxes)
@@ -168,11 +172,19 @@ def composite_frames(face: Path, audio: Audio, model: torch.nn.Module, opts: Syn
             idx = np.array([i for i, _, _ in batch])
             frames = [f for _, _, f in batch]
             boxes = [prep.plan.box(s) for _, s, _ in batch]
+            keys = [(s, box) for (_, s, _), box in zip(batch, boxes, strict=True)]
+            skips = face_memo.lookup(keys) if face_memo is not None else None
             with timer.stage("paste"):
-                faces = model_input(crop_faces(frames, boxes), device, dtype)
+                faces = None if skips is not None else model_input(crop_faces(frames, boxes), device, dtype)
             mel = torch.from_numpy(mel_windows(prep.mel, prep.starts[idx])).to(device, dtype)
             with timer.stage("infer"), torch.inference_mode():
-                generated = model(mel, faces)
+                if face_memo is None:
+                    generated = model(mel, faces)
+                else:
+                    if skips is None:
+                        skips = model.encode_faces(faces)
+                        face_memo.store(keys, skips)
+                    generated = model.decode(mel, skips)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
             with timer.stage("paste"):
@@ -195,7 +207,8 @@ def composite_frames(face: Path, audio: Audio, model: torch.nn.Module, opts: Syn
 
 def sync_lips(face: Path, audio: Audio, out_path: Path, model: torch.nn.Module, opts: SyncOptions,
               plan_boxes: BoxPlanner, progress: Callable[[int, int], None] | None = None,
-              timer: StageTimer | None = None, open_frames: FrameSource | None = None) -> SyncResult:
+              timer: StageTimer | None = None, open_frames: FrameSource | None = None,
+              face_memo: FaceFeatureMemo | None = None) -> SyncResult:
     """Lip-sync ``face`` to ``audio`` and write an H.264/AAC mp4 to ``out_path``.
 
     Nothing is left at ``out_path`` unless the whole video was written.
@@ -221,7 +234,7 @@ def sync_lips(face: Path, audio: Audio, out_path: Path, model: torch.nn.Module, 
     enc.start()
     try:
         for frame in composite_frames(face, audio, model, opts, plan_boxes, timer, progress, prep,
-                                      open_frames):
+                                      open_frames, face_memo):
             if errors:
                 break
             out_q.put(frame)

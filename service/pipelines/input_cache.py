@@ -2,9 +2,10 @@
 
 For a given input object (its GCS generation, or the file's hash for ``file://``) nothing
 about it ever changes: its downloaded bytes, its audio (the user's voice), the speaker
-embedding of that voice, its face boxes and its decoded frames. A repeat request for the
-same video skips the download, the audio decode, the embedding, the face detection and (as
-far as the frame budget allows) the video decode.
+embedding of that voice, its face boxes, its decoded frames and Wav2Lip's face-encoder
+outputs for them. A repeat request for the same video skips the download, the audio decode,
+the embedding, the face detection and (as far as the memory budget allows) the video decode
+and the face encoder.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..lipsync.frame_memo import FrameMemo
+from ..lipsync.face_memo import FaceFeatureMemo
+from ..lipsync.frame_memo import FrameMemo, MemoryBudget
 from ..types import Audio, FaceBox
 
 
@@ -26,17 +28,24 @@ class InputEntry:
     video: Path
     """Local copy of the input object (owned by the cache)."""
     size: int
+    frame_count: int = 0
+    """Frames in the input (the container's count; an estimate for some formats)."""
+    width: int = 0
+    height: int = 0
     reference: Audio | None = None
     embedding: np.ndarray | None = None
     boxes: dict[tuple[object, ...], list[FaceBox]] = field(default_factory=dict)
     """Face boxes per (resize_factor, strategy, detector, pads) combination."""
     frames: dict[int, FrameMemo] = field(default_factory=dict)
     """Decoded frames per resize factor."""
+    faces: dict[int, FaceFeatureMemo] = field(default_factory=dict)
+    """Wav2Lip face-encoder outputs per resize factor (keyed inside by frame and box)."""
 
     def release(self) -> None:
-        for memo in self.frames.values():
+        for memo in [*self.frames.values(), *self.faces.values()]:
             memo.release()
         self.frames.clear()
+        self.faces.clear()
 
 
 class InputCache:
@@ -76,6 +85,17 @@ class InputCache:
                 _, old = self._entries.popitem(last=False)
                 old.release()
                 shutil.rmtree(old.video.parent, ignore_errors=True)
+
+    def free_memory(self, budget: MemoryBudget, need: int, keep: InputEntry) -> None:
+        """Release the in-memory frames/features of the least recently used inputs (never
+        ``keep``'s) until ``need`` more bytes fit in ``budget``: the memory goes to the videos
+        being asked for now, not to the first ones ever seen."""
+        with self._lock:
+            older = [e for e in self._entries.values() if e is not keep]
+        for entry in older:
+            if budget.used + need <= budget.limit:
+                return
+            entry.release()
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..bundle import ModelBundle
 from ..lipsync.boxes import make_box_planner
 from ..lipsync.engine import BoxPlan, SyncOptions, sync_lips
+from ..lipsync.face_memo import FACE_FEATURES_PER_FRAME, FaceFeatureMemo
 from ..lipsync.frame_memo import FrameMemo, MemoryBudget
 from ..media import iter_frames, probe, read_audio
 from ..storage import Storage
@@ -32,7 +33,7 @@ class OptimizedPipeline:
     def __init__(self, bundle: ModelBundle, storage: Storage, tts: TextToSpeech, voice: VoiceConverter,
                  work_dir: Path, weights_dir: Path, resize_factor: int = 3, strategy: str = "static",
                  batch_size: int = 0, preset: str = "veryfast", input_cache_entries: int = 16,
-                 frame_cache_bytes: int = 512 * 1024 * 1024) -> None:
+                 frame_cache_bytes: int = 1024 * 1024 * 1024) -> None:
         self.bundle, self.storage, self.tts, self.voice = bundle, storage, tts, voice
         self.work_dir = work_dir
         self.inputs = InputCache(work_dir / "inputs", input_cache_entries)
@@ -63,12 +64,13 @@ class OptimizedPipeline:
                                batch_size=self.batch_size, preset=self.preset)
             planner, hits["face_boxes"] = self._planner(entry, opts)
             memo = self._frames(entry, opts.resize_factor)
+            self._make_room(entry, memo, opts.resize_factor)
             hits["frames"] = len(memo) > 0
             out = tmp / "output.mp4"
             timer = StageTimer(sync_cuda=False)
             with clock.step("lipsync"):
                 result = sync_lips(entry.video, voiced, out, self.bundle.wav2lip, opts, planner, timer=timer,
-                                   open_frames=memo.open)
+                                   open_frames=memo.open, face_memo=self._faces(entry, opts.resize_factor))
             # the encoder runs in its own thread, overlapped with lip-sync: report its busy time
             clock.add("encode", result.seconds.get("encode", 0.0))
             with clock.step("upload"):
@@ -85,11 +87,11 @@ class OptimizedPipeline:
         folder = self.inputs.folder_for(key)
         try:
             video = self.storage.download(uri, folder, info=info, filename="input" + Path(uri).suffix[:8])
-            probe(video)  # a non-video object fails here, before any model work
+            media = probe(video)  # a non-video object fails here, before any model work
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        entry = InputEntry(key, video, info.size)
+        entry = InputEntry(key, video, info.size, media.frame_count, media.width, media.height)
         self.inputs.put(entry)
         return entry, False
 
@@ -103,6 +105,20 @@ class OptimizedPipeline:
 
             memo = entry.frames[resize_factor] = FrameMemo(decode, self.frame_budget)
         return memo
+
+    def _make_room(self, entry: InputEntry, memo: FrameMemo, resize_factor: int) -> None:
+        """Free other inputs' memory if this input's frames and features would not fit."""
+        if memo.complete or self.frame_budget.limit == 0:
+            return
+        w, h = entry.width // resize_factor, entry.height // resize_factor
+        param = next(self.bundle.wav2lip.parameters())
+        per_frame = w * h * 3 + FACE_FEATURES_PER_FRAME * param.element_size()
+        self.inputs.free_memory(self.frame_budget, (entry.frame_count - len(memo)) * per_frame, keep=entry)
+
+    def _faces(self, entry: InputEntry, resize_factor: int) -> FaceFeatureMemo | None:
+        if not hasattr(self.bundle.wav2lip, "encode_faces"):
+            return None
+        return entry.faces.setdefault(resize_factor, FaceFeatureMemo(self.frame_budget))
 
     def _planner(self, entry: InputEntry, opts: SyncOptions):  # noqa: ANN202 - a BoxPlanner
         if opts.box is not None:
