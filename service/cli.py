@@ -81,13 +81,20 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    return run_bench(args.bench_args)
+
+
+def run_bench(bench_args: list[str]) -> int:
+    """Run ``bench/e2e.py`` with ``bench_args`` (everything after ``lipsync bench``)."""
     import subprocess
 
+    if bench_args[:1] == ["--"]:
+        bench_args = bench_args[1:]
     script = Path(__file__).resolve().parent.parent / "bench" / "e2e.py"
     if not script.is_file():
         print(f"error: {script} not found: `lipsync bench` runs from a source checkout", file=sys.stderr)
         return EXIT_ERROR
-    return subprocess.run([sys.executable, str(script), *args.bench_args], check=False).returncode
+    return subprocess.run([sys.executable, str(script), *bench_args], check=False).returncode
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -139,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_arguments(cv)
     cv.set_defaults(func=_convert)
 
-    b = sub.add_parser("bench", help="end-to-end benchmark: baseline vs optimized (bench/e2e.py)")
+    b = sub.add_parser("bench", help="end-to-end benchmark: baseline vs optimized (bench/e2e.py)",
+                       add_help=False)  # its options, --help included, belong to bench/e2e.py
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to bench/e2e.py (see --help there)")
     b.set_defaults(func=_bench)
 
@@ -151,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # argparse would claim the script's own options (--help, --repeat ...)
+        return run_bench(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     settings = Settings()
