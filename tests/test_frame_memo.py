@@ -14,7 +14,7 @@ from service.lipsync.face_memo import FaceFeatureMemo
 from service.lipsync.frame_memo import FrameMemo, MemoryBudget
 from service.media import iter_frames, read_audio
 from service.pipelines.input_cache import InputCache, InputEntry
-from service.types import FaceBox
+from service.types import Audio, FaceBox
 
 from .conftest import DATA
 
@@ -101,22 +101,36 @@ def test_evicted_input_gives_its_frames_back(tmp_path: Path, decoded: list[np.nd
     assert not entries[0].frames
 
 
-def test_engine_output_is_identical_with_memo(weights_dir: Path) -> None:
-    """Composited frames replayed from memory equal the ones from a fresh decode, also when
-    the output loops over the input (speech longer than the video)."""
-    model = load_wav2lip(weights_dir / "wav2lip_gan.pth")
-    speech = read_audio(DATA / "speech_dev.wav", 16000)
-    long_speech = type(speech)(np.concatenate([speech.samples, speech.samples[:16000]]), 16000)
-    opts = SyncOptions(box=BOX, batch_size=16)
+@pytest.fixture(scope="module")
+def model(weights_dir: Path) -> torch.nn.Module:
+    return load_wav2lip(weights_dir / "wav2lip_gan.pth")
 
+
+@pytest.fixture(scope="module")
+def speeches() -> tuple[Audio, Audio]:
+    """The dev speech (75 output frames, as many as the clip) and one 1 s longer (it loops)."""
+    speech = read_audio(DATA / "speech_dev.wav", 16000)
+    return speech, Audio(np.concatenate([speech.samples, speech.samples[:16000]]), 16000)
+
+
+def compose(model: torch.nn.Module, audio: Audio, **memos: object) -> list[np.ndarray]:
+    """The engine's composited frames for the dev clip with its fixed box."""
     def plan(*_: object) -> BoxPlan:
         return BoxPlan([FaceBox(*BOX)])
 
+    with torch.inference_mode():
+        return list(composite_frames(FACE, audio, model, SyncOptions(box=BOX, batch_size=16), plan,
+                                     **memos))  # type: ignore[arg-type]
+
+
+def test_engine_output_is_identical_with_memo(model: torch.nn.Module, speeches: tuple[Audio, Audio]) -> None:
+    """Composited frames replayed from memory equal the ones from a fresh decode, also when
+    the output loops over the input (speech longer than the video)."""
+    speech, long_speech = speeches
     memo = FrameMemo(lambda start: iter_frames(FACE, start=start), MemoryBudget(1 << 30))
     for audio in (speech, long_speech, speech):
-        with torch.inference_mode():
-            fresh = list(composite_frames(FACE, audio, model, opts, plan))
-            replayed = list(composite_frames(FACE, audio, model, opts, plan, open_frames=memo.open))
+        fresh = compose(model, audio)
+        replayed = compose(model, audio, open_frames=memo.open)
         assert len(fresh) == len(replayed)
         assert all(np.array_equal(a, b) for a, b in zip(fresh, replayed, strict=True))
     assert memo.complete
@@ -144,20 +158,13 @@ def test_face_feature_memo_is_all_or_nothing_and_budgeted() -> None:
     assert len(small) == 2
 
 
-def test_engine_output_is_identical_with_face_memo(weights_dir: Path) -> None:
-    model = load_wav2lip(weights_dir / "wav2lip_gan.pth")
-    speech = read_audio(DATA / "speech_dev.wav", 16000)
-    long_speech = type(speech)(np.concatenate([speech.samples, speech.samples[:16000]]), 16000)
-    opts = SyncOptions(box=BOX, batch_size=16)
-
-    def plan(*_: object) -> BoxPlan:
-        return BoxPlan([FaceBox(*BOX)])
-
+def test_engine_output_is_identical_with_face_memo(model: torch.nn.Module,
+                                                   speeches: tuple[Audio, Audio]) -> None:
+    speech, long_speech = speeches
     memo = FaceFeatureMemo(MemoryBudget(1 << 30))
     for audio in (speech, long_speech, long_speech):
-        with torch.inference_mode():
-            fresh = list(composite_frames(FACE, audio, model, opts, plan))
-            reused = list(composite_frames(FACE, audio, model, opts, plan, face_memo=memo))
+        fresh = compose(model, audio)
+        reused = compose(model, audio, face_memo=memo)
         assert len(fresh) == len(reused)
         worst = max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(fresh, reused, strict=True))
         assert worst <= 1  # the same math; at most a truncation boundary apart
