@@ -1,7 +1,12 @@
-"""The one place where service errors become HTTP statuses and JSON error bodies."""
+"""The one place where service errors become HTTP statuses and JSON error bodies.
+
+Statuses and codes come from the error tree (``service/errors.py``: each class carries its
+``code`` and ``http_status``); this module only turns them into responses.
+"""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -9,32 +14,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models import ModelLoadError
-from service.errors import BadInputError, ServiceError
+from service.errors import ServiceError
 from service.logs import request_id
 
 log = logging.getLogger(__name__)
 
-# stable error codes → HTTP status; anything else derived from the class tree below
-STATUS_BY_CODE = {
-    "object_not_found": 404,
-    "bucket_not_found": 404,
-    "storage_access_denied": 502,
-    "storage_error": 502,
-    "object_changed": 409,
-    "storage_unavailable": 503,
-    "tts_unavailable": 503,
-    "server_busy": 503,
-    "not_ready": 503,
-    "weights_missing": 503,
-    "output_exists": 409,
-    "input_too_large": 413,
-}
+# Starlette's own refusals (unknown route, wrong method...) in the same error shape
+CODE_BY_HTTP_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                       413: "input_too_large", 415: "invalid_request", 422: "invalid_request"}
 
-
-def status_for(exc: ServiceError) -> int:
-    if exc.code in STATUS_BY_CODE:
-        return STATUS_BY_CODE[exc.code]
-    return 422 if isinstance(exc, BadInputError) else 500
+ErrorCounter = Callable[[str, int], None]
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -42,33 +31,60 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def service_error_response(exc: ServiceError) -> JSONResponse:
+    """The response for an error of the tree: its status, its code, Retry-After on 503."""
+    status = exc.http_status
+    headers = {"Retry-After": str(getattr(exc, "retry_after_s", 5))} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return error_response(status, exc.code, str(exc), headers)
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """One line saying which field is wrong and why; a body that is not JSON says so."""
+    parts = []
+    for e in exc.errors():
+        if e.get("type") == "json_invalid":
+            where = e.get("loc", ("body", "?"))[-1]
+            detail = (e.get("ctx") or {}).get("error", "malformed JSON")
+            return f"the request body is not valid JSON: {detail} (at character {where}); send a JSON object"
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI, count: ErrorCounter) -> None:
+    """Map every error to ``{"error": {"code", "message", "request_id"}}``; ``count(code,
+    status)`` is told about each one (metrics)."""
+
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        status = status_for(exc)
-        headers = {"Retry-After": str(getattr(exc, "retry_after_s", 5))} if status == 503 else None
-        (log.error if status >= 500 else log.info)("%s (%d): %s", exc.code, status, exc)
-        return error_response(status, exc.code, str(exc), headers)
+        (log.error if exc.http_status >= 500 else log.info)("%s (%d): %s", exc.code, exc.http_status, exc)
+        count(exc.code, exc.http_status)
+        return service_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
-        return error_response(422, "invalid_request", "; ".join(parts) or "invalid request")
+        count("invalid_request", 422)
+        return error_response(422, "invalid_request", validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, "http_error", str(exc.detail))
+        code = CODE_BY_HTTP_STATUS.get(exc.status_code, "http_error")
+        count(code, exc.status_code)
+        # keep Starlette's headers: a 405 carries the Allow header RFC 9110 requires
+        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(ModelLoadError)
     async def _model(_: Request, exc: ModelLoadError) -> JSONResponse:
         log.error("model load failed: %s", exc)
-        return error_response(500, "model_load_error", str(exc))
+        count("models_unavailable", 503)
+        return error_response(503, "models_unavailable", f"the models could not be loaded: {exc}",
+                              {"Retry-After": "30"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
+        count("internal_error", 500)
         return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); "
                               "the request id identifies it in the server log")

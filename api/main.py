@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
 from fastapi import FastAPI, Request, Response
 
+from service.errors import UnauthorizedError
 from service.logs import configure_logging, request_id
 from service.runtime import ServiceRuntime
-from service.settings import Settings
+from service.settings import Settings, SettingsError, load_settings
 
-from .errors import install_error_handlers
+from .auth import OPEN_PATHS, KeyRing
+from .errors import install_error_handlers, service_error_response
 from .metrics import Metrics
 from .routes import router
 
@@ -30,27 +35,48 @@ Cloud Storage. Every step is timed in the response and in a "Performance Analysi
 
 
 def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None = None) -> FastAPI:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging()
-        rt = runtime or ServiceRuntime(settings or Settings())
-        app.state.runtime = rt
-        app.state.metrics = Metrics()
-        app.state.preload_error = None
+        try:
+            s = runtime.settings if runtime is not None else settings or load_settings()
+            keys = _trust(s)
+        except SettingsError as e:
+            log.error("%s", e)  # one line naming the variable, then the start fails
+            raise
+        rt = runtime or ServiceRuntime(s)
+        app.state.runtime, app.state.keys = rt, keys
+        _drain_on_sigterm(rt)
         task = None
         if rt.settings.preload_models:
             # loading runs in a thread so /health answers while it happens
-            task = asyncio.create_task(_preload(app, rt))
+            task = asyncio.create_task(_preload(rt))
         try:
             yield
         finally:
             if task is not None and not task.done():
                 await asyncio.shield(task)
+            await asyncio.to_thread(rt.drain, rt.settings.shutdown_grace_s)
             rt.close()
 
     app = FastAPI(title="lipsync-service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    install_error_handlers(app)
+    app.state.metrics = metrics
+    install_error_handlers(app, metrics.error)
     app.include_router(router)
+
+    @app.middleware("http")
+    async def _authenticate(request: Request, call_next):  # noqa: ANN001, ANN202
+        keys: KeyRing | None = getattr(request.app.state, "keys", None)
+        request.state.key_name = None
+        if keys is not None and request.url.path not in OPEN_PATHS:
+            try:
+                request.state.key_name = keys.identify(request.headers.get("authorization"))
+            except UnauthorizedError as e:
+                metrics.error(e.code, e.http_status)
+                return service_error_response(e)
+        return await call_next(request)
 
     @app.middleware("http")
     async def _request_id(request: Request, call_next):  # noqa: ANN001, ANN202
@@ -66,13 +92,43 @@ def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None 
     return app
 
 
-async def _preload(app: FastAPI, rt: ServiceRuntime) -> None:
+def _trust(settings: Settings) -> KeyRing | None:
+    """The key ring (None: open), with one warning for each protection left off."""
+    keys = None
+    if settings.api_keys_file is not None:
+        keys = KeyRing.load(settings.api_keys_file, settings.admin_keys)
+        log.info("API keys: %d key(s) from %s, %d admin", len(keys.names_by_digest), settings.api_keys_file,
+                 len(keys.admins))
+    else:
+        log.warning("API_KEYS_FILE is not set: the API is open to anyone who can reach it")
+    if not settings.allowed_buckets:
+        log.warning("ALLOWED_BUCKETS is not set: requests may read and write any bucket the credentials reach")
+    return keys
+
+
+def _drain_on_sigterm(rt: ServiceRuntime) -> None:
+    """On SIGTERM (what Docker and Kubernetes send): refuse new renders at once, give the
+    running ones SHUTDOWN_GRACE_S, then interrupt them; then the server's own handler stops
+    accepting connections and waits for the answers to go out."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals can only be handled in the main thread (an embedded or test server)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        log.info("SIGTERM: draining (grace %.0f s)", rt.settings.shutdown_grace_s)
+        threading.Thread(target=rt.drain, args=(rt.settings.shutdown_grace_s,), name="drain", daemon=True).start()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+async def _preload(rt: ServiceRuntime) -> None:
     try:
         await asyncio.to_thread(rt.preload)
         log.info("models preloaded and warm on %s", rt.device)
-    except Exception as e:  # noqa: BLE001 - reported by /ready and /health, the app keeps serving
-        app.state.preload_error = f"{type(e).__name__}: {e}"
-        log.error("model preload failed: %s", app.state.preload_error)
+    except Exception:  # noqa: BLE001 - reported by /ready, /health and every request; the app keeps serving
+        log.error("model preload failed: %s", rt.preload_error)
 
 
 app = create_app()

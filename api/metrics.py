@@ -19,6 +19,8 @@ class Metrics:
                                buckets=_BUCKETS, registry=self.registry)
         self.cache = Counter("lipsync_cache_lookups_total", "cache lookups by cache and result",
                              ["cache", "result"], registry=self.registry)
+        self.errors = Counter("lipsync_http_errors_total", "error answers by code and status (validation "
+                              "and authentication included)", ["code", "status"], registry=self.registry)
 
     def observe(self, result: LipVideoResult) -> None:
         self.requests.labels(result.pipeline, "ok").inc()
@@ -26,6 +28,9 @@ class Metrics:
             self.steps.labels(result.pipeline, step).observe(sec)
         for cache, hit in result.cache_hits.items():
             self.cache.labels(cache, "hit" if hit else "miss").inc()
+
+    def error(self, code: str, status: int) -> None:
+        self.errors.labels(code, str(status)).inc()
 
     def failed(self, pipeline: str, code: str) -> None:
         self.requests.labels(pipeline, code).inc()

@@ -1,4 +1,4 @@
-"""HTTP routes. Inference never runs on the event loop: jobs go to a worker thread."""
+"""HTTP routes. Inference never runs on the event loop: renders go to a worker thread."""
 from __future__ import annotations
 
 import asyncio
@@ -8,20 +8,32 @@ from typing import Annotated
 
 import torch
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 
 from service.logs import request_id
 from service.pipelines import LipVideoJob, LipVideoResult
 from service.runtime import ServiceRuntime
 from service.timing import format_table
 
+from .auth import KeyRing
 from .metrics import CONTENT_TYPE, Metrics
-from .schemas import ErrorResponse, LipVideoRequest, LipVideoResponse, PreloadResponse
+from .schemas import (
+    CacheStats,
+    CleanupResponse,
+    HealthResponse,
+    LipVideoRequest,
+    LipVideoResponse,
+    PreloadResponse,
+    ReadyResponse,
+    StatusResponse,
+    error_responses,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-ERRORS = {status: {"model": ErrorResponse} for status in (404, 409, 422, 500, 502, 503)}
+RENDER_ERRORS = error_responses(401, 403, 404, 409, 413, 422, 500, 502, 503)
+ADMIN_ERRORS = error_responses(401, 403, 500, 503)
+READ_ERRORS = error_responses(401, 500)
 
 
 def runtime(request: Request) -> ServiceRuntime:
@@ -32,11 +44,19 @@ def metrics(request: Request) -> Metrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
 
 
+def admin(request: Request) -> None:
+    """Admin routes need a key named in ADMIN_KEYS (when keys are on)."""
+    keys: KeyRing | None = request.app.state.keys
+    if keys is not None:
+        keys.require_admin(request.state.key_name)
+
+
 Runtime = Annotated[ServiceRuntime, Depends(runtime)]
 AppMetrics = Annotated[Metrics, Depends(metrics)]
+Admin = Depends(admin)
 
 
-async def _render(body: LipVideoRequest, rt: ServiceRuntime, m: AppMetrics, optimized: bool) -> LipVideoResponse:
+async def _render(body: LipVideoRequest, rt: ServiceRuntime, m: Metrics, optimized: bool) -> LipVideoResponse:
     job = LipVideoJob(text=body.word, lang=body.tts_lang, input_uri=body.user_video_gs,
                       output_uri=body.output_video_gs, request_id=request_id.get(), tts_engine=body.tts_engine,
                       resize_factor=body.resize_factor, face_box=body.face_box)
@@ -48,80 +68,88 @@ async def _render(body: LipVideoRequest, rt: ServiceRuntime, m: AppMetrics, opti
         raise
     m.observe(result)
     _log_performance(result)
-    return LipVideoResponse(output_video_gs=result.output_uri, pipeline=result.pipeline,
+    return LipVideoResponse(output_video_gs=result.output_uri, pipeline=result.pipeline,  # type: ignore[arg-type]
                             duration_s=round(result.duration_s, 3), step_times=result.step_times,  # type: ignore[arg-type]
-                            cache_hits=result.cache_hits, request_id=request_id.get())  # type: ignore[arg-type]
+                            cache_hits=result.cache_hits,  # type: ignore[arg-type]
+                            face_detection=result.face_detection, request_id=request_id.get())
 
 
 def _log_performance(r: LipVideoResult) -> None:
     steps = {k: v for k, v in r.step_times.items() if k != "total"}
     hits = ", ".join(f"{k}={'hit' if v else 'miss'}" for k, v in r.cache_hits.items())
     table = format_table(steps, r.step_times["total"], f"Performance Analysis ({r.pipeline})")
-    log.info("\n%s\ninput %.1f MB, output %.1f MB, %d frames, %.2f s video; caches: %s", table,
-             r.input_bytes / 1e6, r.output_bytes / 1e6, r.frames, r.duration_s, hits)
+    face = r.face_detection or {}
+    log.info("\n%s\ninput %.1f MB, output %.1f MB, %d frames, %.2f s video; caches: %s\n"
+             "face detection: %s detector, %s frames checked, %s with a face, box %s", table,
+             r.input_bytes / 1e6, r.output_bytes / 1e6, r.frames, r.duration_s, hits,
+             face.get("detector", "-"), face.get("frames_checked", "-"), face.get("frames_with_face", "-"),
+             face.get("box", "-"))
 
 
-@router.post("/api/v1/lip-video-optimized", response_model=LipVideoResponse, responses=ERRORS,
+@router.post("/api/v1/lip-video-optimized", response_model=LipVideoResponse, responses=RENDER_ERRORS,
              summary="Lip-sync with the optimized pipeline")
 async def lip_video_optimized(body: LipVideoRequest, rt: Runtime, m: AppMetrics) -> LipVideoResponse:
     return await _render(body, rt, m, optimized=True)
 
 
-@router.post("/api/v1/lip-video", response_model=LipVideoResponse, responses=ERRORS,
+@router.post("/api/v1/lip-video", response_model=LipVideoResponse, responses=RENDER_ERRORS,
              summary="Lip-sync with the pipeline USE_OPTIMIZED selects (optimized by default)")
 async def lip_video(body: LipVideoRequest, rt: Runtime, m: AppMetrics) -> LipVideoResponse:
     return await _render(body, rt, m, optimized=rt.settings.use_optimized)
 
 
-@router.post("/api/v1/preload-models", response_model=PreloadResponse, responses=ERRORS,
-             summary="Load and warm the models (idempotent)")
+@router.post("/api/v1/preload-models", response_model=PreloadResponse, responses=ADMIN_ERRORS,
+             dependencies=[Admin], summary="Load and warm the models (idempotent; admin)")
 async def preload_models(rt: Runtime) -> PreloadResponse:
     bundle = await asyncio.to_thread(rt.preload)
     return PreloadResponse(load_seconds={t.name: round(t.load_s, 3) for t in bundle.timings},
                            warmup_seconds={t.name: round(t.warmup_s, 3) for t in bundle.timings})
 
 
-@router.get("/health", summary="Liveness: always 200 while the process serves")
-async def health(request: Request, rt: Runtime) -> dict[str, object]:
+@router.get("/health", response_model=HealthResponse, summary="Liveness: always 200 while the process serves")
+async def health(rt: Runtime) -> HealthResponse:
     bundle = rt.bundle
-    return {
-        "status": "ok",
-        "ready": rt.ready,
-        "device": str(rt.device),
-        "models_loaded": bundle.loaded if bundle else [],
-        "warm": rt.ready,
-        "preload_error": request.app.state.preload_error,
-        "requests_in_flight": rt.gate.pending,
-        "supported_languages": rt.tts.supported_languages(),
-        "versions": {"service": "0.1.0", "torch": torch.__version__, "python": platform.python_version()},
-    }
+    return HealthResponse(ready=rt.ready, device=str(rt.device), models_loaded=bundle.loaded if bundle else [],
+                          warm=rt.ready, preload_error=rt.preload_error, requests_in_flight=rt.gate.pending,
+                          supported_languages=rt.tts.supported_languages(),
+                          versions={"service": "0.1.0", "torch": torch.__version__,
+                                    "python": platform.python_version()})
 
 
-@router.get("/ready", summary="Readiness: 200 once the models are loaded and warm, else 503")
-async def ready(request: Request, rt: Runtime) -> JSONResponse:
-    if rt.ready:
-        return JSONResponse({"ready": True})
-    reason = request.app.state.preload_error or "models are loading"
-    return JSONResponse({"ready": False, "reason": reason}, status_code=503, headers={"Retry-After": "10"})
+@router.get("/ready", response_model=ReadyResponse,
+            responses={503: {"model": ReadyResponse, "description": "Not ready: loading, or the preload failed",
+                             "headers": {"Retry-After": {"schema": {"type": "integer"}}}}},
+            summary="Readiness: 200 once the models are loaded and warm, else 503")
+async def ready(rt: Runtime, response: Response) -> ReadyResponse:
+    if rt.ready and not rt.stopping.is_set():
+        return ReadyResponse(ready=True)
+    response.status_code = 503
+    response.headers["Retry-After"] = "10"
+    reason = "shutting down" if rt.stopping.is_set() else rt.preload_error or "models are loading"
+    return ReadyResponse(ready=False, reason=reason)
 
 
-@router.get("/api/v1/tts/cache/stats", summary="TTS audio cache statistics")
-async def tts_cache_stats(rt: Runtime) -> dict[str, object]:
-    return await asyncio.to_thread(rt.tts.cache.stats)
+@router.get("/api/v1/tts/cache/stats", response_model=CacheStats, responses=READ_ERRORS,
+            summary="TTS audio cache statistics")
+async def tts_cache_stats(rt: Runtime) -> CacheStats:
+    return CacheStats(**await asyncio.to_thread(rt.tts.cache.stats))
 
 
-@router.post("/api/v1/tts/cache/cleanup", summary="Remove expired TTS cache entries")
-async def tts_cache_cleanup(rt: Runtime) -> dict[str, object]:
-    removed = await asyncio.to_thread(rt.tts.cache.cleanup)
-    return {"status": "ok", "removed": removed}
+@router.post("/api/v1/tts/cache/cleanup", response_model=CleanupResponse, responses=ADMIN_ERRORS,
+             dependencies=[Admin], summary="Remove expired TTS cache entries (admin)")
+async def tts_cache_cleanup(rt: Runtime) -> CleanupResponse:
+    return CleanupResponse(removed=await asyncio.to_thread(rt.tts.cache.cleanup))
 
 
-@router.delete("/api/v1/tts/cache/clear", summary="Empty the TTS cache")
-async def tts_cache_clear(rt: Runtime) -> dict[str, object]:
+@router.delete("/api/v1/tts/cache/clear", response_model=StatusResponse, responses=ADMIN_ERRORS,
+               dependencies=[Admin], summary="Empty the TTS cache (admin)")
+async def tts_cache_clear(rt: Runtime) -> StatusResponse:
     await asyncio.to_thread(rt.tts.cache.clear)
-    return {"status": "ok"}
+    return StatusResponse()
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics (text exposition format)",
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text format 0.0.4"}, **READ_ERRORS})
 async def prometheus(m: AppMetrics) -> Response:
     return Response(m.render(), media_type=CONTENT_TYPE)

@@ -15,13 +15,15 @@ from typing import Any
 
 import torch
 
+from .errors import ModelsUnavailableError
 from .weights.catalog import FREEVC_FILE, SPEAKER_FILE
 
 log = logging.getLogger(__name__)
 
 
-class WeightsMissingError(FileNotFoundError):
-    """One or more required checkpoint files are not in the weights folder."""
+class WeightsMissingError(ModelsUnavailableError):
+    """One or more required checkpoint files are not in the weights folder (503
+    ``models_unavailable`` for a request; exit 1 for a command)."""
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import ServiceError
+from .errors import ServerBusyError
 
-
-class ServerBusyError(ServiceError):
-    code = "server_busy"
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+__all__ = ["DeviceGate", "ServerBusyError"]
 
 
 class DeviceGate:

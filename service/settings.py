@@ -7,14 +7,22 @@ arguments. Every field can be set with the upper-case environment variable of it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
-from pydantic import field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DeviceName = Literal["auto", "cpu", "cuda"]
 FreeVCConfig = Literal["freevc", "freevc-s", "freevc-24"]
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                     "veryslow", "placebo"]
+CommaList = Annotated[frozenset[str], NoDecode]
+"""``a,b,c`` in the environment (not JSON): blanks and empty items ignored."""
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot start with; the message names the variable."""
 
 
 class Settings(BaseSettings):
@@ -44,19 +52,19 @@ class Settings(BaseSettings):
     """``POST /api/v1/lip-video`` runs the optimized pipeline (true) or the baseline (false)."""
     preload_models: bool = True
     """Load and warm the model bundle before the app reports ready."""
-    max_waiting_requests: int = 4
+    max_waiting_requests: int = Field(4, ge=0, le=10_000)
     """Requests allowed to wait for the device behind the running one; more get 503."""
-    resize_factor: int = 3
+    resize_factor: int = Field(3, ge=1, le=8)
     """The customer's tuned Wav2Lip ``resize_factor`` for service requests."""
     face_strategy: Literal["static", "keyframe", "per-frame"] = "static"
-    wav2lip_batch_size: int = 0
+    wav2lip_batch_size: int = Field(0, ge=0, le=4096)
     """0: 16 on CPU, 128 on GPU."""
-    x264_preset: str = "veryfast"
+    x264_preset: X264Preset = "veryfast"
     work_dir: Path = Path("/tmp/lipsync-service")
     """Per-request temp folders and the input cache live here."""
-    input_cache_entries: int = 16
+    input_cache_entries: int = Field(16, ge=1, le=100_000)
     """Downloaded input videos (with their boxes and speaker embedding) kept per process."""
-    frame_cache_mb: int = 1024
+    frame_cache_mb: int = Field(1024, ge=0)
     """Memory for what repeat requests for a known input reuse: its decoded frames (after
     ``resize_factor``) and Wav2Lip's face-encoder outputs for them; 0 = off. A 5 s 1080p30
     input at resize 3 takes 104 MB of frames + 175 MB of fp32 features."""
@@ -64,22 +72,41 @@ class Settings(BaseSettings):
     storage_emulator_host: str | None = None
     local_storage_root: Path | None = None
     gcp_project: str | None = None
-    max_download_bytes: int = 200 * 1024 * 1024
+    max_download_bytes: int = Field(200 * 1024 * 1024, ge=1)
     overwrite_output: bool = True
     # ---- voice -------------------------------------------------------------------------------
-    tts_engine: str = "espeak-ng"
+    tts_engine: Literal["espeak-ng", "gtts"] = "espeak-ng"
     tts_cache_dir: Path = Path("~/.cache/lipsync/tts")
-    tts_cache_max_entries: int = 1000
-    tts_cache_ttl_s: float = 7 * 24 * 3600
-    tts_max_chars: int = 5000
-    tts_max_parallel: int = 4
-    tts_pause_s: float = 0.2
-    tts_segment_chars: int = 200
+    tts_cache_max_entries: int = Field(1000, ge=1)
+    tts_cache_ttl_s: float = Field(7 * 24 * 3600, gt=0)
+    tts_max_chars: int = Field(5000, ge=1, le=1_000_000)
+    tts_max_parallel: int = Field(4, ge=1, le=64)
+    tts_pause_s: float = Field(0.2, ge=0, le=10)
+    tts_segment_chars: int = Field(200, ge=20)
     tts_gtts_url: str = "https://translate.google.com"
-    tts_gtts_timeout_s: float = 10.0
-    noise_scale: float = 1.0
+    tts_gtts_timeout_s: float = Field(10.0, gt=0)
+    noise_scale: float = Field(1.0, ge=0, le=10)
     """FreeVC prior noise: 1.0 as the official convert.py samples; 0 is the deterministic mean path."""
-    max_source_s: float = 120.0
+    max_source_s: float = Field(120.0, gt=0)
+
+    # ---- trust -------------------------------------------------------------------------------
+    api_keys_file: Path | None = None
+    """Lines ``name:sha256-hex-of-key``; when set, every route but /health and /ready needs
+    ``Authorization: Bearer <key>``. Unset: the API is open (a start-up warning says so)."""
+    admin_keys: CommaList = frozenset()
+    """Key names (from API_KEYS_FILE) allowed on the admin routes (preload, TTS cache cleanup)."""
+    allowed_buckets: CommaList = frozenset()
+    """Buckets input and output ``gs://`` URIs may name; empty: any (a start-up warning says so)."""
+    shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
+    """On SIGTERM, renders in flight get this long to finish; then they stop at the next batch
+    and fail as ``interrupted``, leaving nothing behind."""
+
+    @field_validator("admin_keys", "allowed_buckets", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return frozenset(item.strip() for item in v.split(",") if item.strip())
+        return v
 
     @field_validator("weights_dir", "work_dir", "tts_cache_dir")
     @classmethod
@@ -121,3 +148,19 @@ def voice_dtype(device: torch.device, settings: Settings) -> torch.dtype:
 
 def model_dtype(device: torch.device, half_precision: bool) -> torch.dtype:
     return torch.float16 if device.type == "cuda" and half_precision else torch.float32
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (plus ``overrides``), or :class:`SettingsError` naming each
+    bad variable and what it accepts: a bad value stops the start instead of failing every
+    request later."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            name = "_".join(str(p) for p in err["loc"][:1]).upper() or "settings"
+            value = err.get("input")
+            shown = f"={value!r}" if isinstance(value, (str, int, float)) else ""
+            problems.append(f"{name}{shown}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from e

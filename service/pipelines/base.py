@@ -1,6 +1,7 @@
 """What a pipeline takes and returns: the same for the optimized and the baseline service."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,11 +37,15 @@ class LipVideoResult:
     input_bytes: int = 0
     output_bytes: int = 0
     frames: int = 0
+    face_detection: dict[str, object] | None = None
+    """``{"detector", "frames_checked", "frames_with_face", "box"}`` (see ``service.face``)."""
 
 
 class Pipeline(Protocol):
     name: str
 
-    def run(self, job: LipVideoJob) -> LipVideoResult:
-        """Run the whole job synchronously (callers run it off the event loop)."""
+    def run(self, job: LipVideoJob, should_stop: Callable[[], bool] | None = None) -> LipVideoResult:
+        """Run the whole job synchronously (callers run it off the event loop). Once
+        ``should_stop()`` is true the job stops at the next step or batch with
+        :class:`service.errors.InterruptedJobError`, leaving nothing behind."""
         ...

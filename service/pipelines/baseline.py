@@ -23,7 +23,8 @@ from ..timing import StageTimer
 from ..tts import TextToSpeech, write_wav
 from ..voice import VoiceConverter
 from .base import LipVideoJob, LipVideoResult
-from .common import StepClock, request_dir
+from .checks import check_input
+from .common import StepClock, StopCheck, in_callers_terms, request_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +39,20 @@ class BaselinePipeline:
         self.weights_dir, self.device, self.freevc_config = weights_dir, device, freevc_config
         self.work_dir, self.half, self.noise_scale = work_dir, half_precision, noise_scale
 
-    def run(self, job: LipVideoJob) -> LipVideoResult:
-        clock = StepClock(cuda=self.device.type == "cuda")
+    def run(self, job: LipVideoJob, should_stop: StopCheck | None = None) -> LipVideoResult:
+        clock = StepClock(cuda=self.device.type == "cuda", should_stop=should_stop)
         hits = {"tts": False, "speaker_embedding": False, "face_boxes": False, "frames": False}
         with request_dir(self.work_dir, job.request_id) as tmp:
             with clock.step("download"):
                 info = self.storage.stat(job.input_uri)
-                video = self.storage.download(job.input_uri, tmp, info=info, filename="input.mp4")
-                probe(video)
+                video = self.storage.download(job.input_uri, tmp, info=info, filename="input")
+                with in_callers_terms(video, job.input_uri):
+                    media = probe(video)
+                check_input(job, media, job.resize_factor or 1)
             with clock.step("tts"):
                 speech, _ = self.tts.synthesize_speech(job.text, job.lang, engine=job.tts_engine, use_cache=False)
                 tts_wav = write_wav(tmp / "tts.wav", speech)
-            with clock.step("voice_conversion"):
+            with clock.step("voice_conversion"), in_callers_terms(video, job.input_uri):
                 # models loaded for this request, as the original scripts did
                 bundle = load_bundle(self.weights_dir, self.device, model_dtype(self.device, self.half),
                                      self.freevc_config, warm=False, only=("wavlm", "freevc", "speaker"))
@@ -59,14 +62,15 @@ class BaselinePipeline:
                 voiced_wav = write_wav(tmp / "converted.wav", voiced)
                 del bundle, voice
             out = tmp / "output.mp4"
-            with clock.step("lipsync"):
+            with clock.step("lipsync"), in_callers_terms(video, job.input_uri):
                 w2l = load_bundle(self.weights_dir, self.device, model_dtype(self.device, self.half),
                                   self.freevc_config, warm=False, only=("wav2lip",)).wav2lip
                 opts = SyncOptions.official(box=job.face_box, resize_factor=job.resize_factor or 1,
                                             preset="medium")
                 timer = StageTimer()
                 result = sync_lips(video, read_audio(voiced_wav, 16000), out, w2l, opts,
-                                   make_box_planner(self.weights_dir, self.device.type), timer=timer)
+                                   make_box_planner(self.weights_dir, self.device.type), timer=timer,
+                                   progress=clock.check)
             clock.add("encode", result.seconds.get("encode", 0.0))
             with clock.step("upload"):
                 self.storage.upload(out, job.output_uri)

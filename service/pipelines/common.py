@@ -1,37 +1,86 @@
-"""Pieces both pipelines share: a per-request temp folder and a step clock."""
+"""Pieces both pipelines share: a per-request temp folder, a step clock that also stops a
+render on request, and errors in the caller's terms."""
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import InterruptedJobError, ServiceError
 from ..timing import StageTimer
 from .base import STEPS
+
+log = logging.getLogger(__name__)
+
+REQUEST_PREFIX = "req-"
+StopCheck = Callable[[], bool]
 
 
 @contextmanager
 def request_dir(work_dir: Path, request_id: str) -> Iterator[Path]:
     """A private temp folder for one request, always removed (success or failure)."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"req-{request_id[:16]}-", dir=work_dir))
+    path = Path(tempfile.mkdtemp(prefix=f"{REQUEST_PREFIX}{request_id[:16]}-", dir=work_dir))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def remove_stale_request_dirs(work_dir: Path) -> int:
+    """Remove the request folders a killed process left in ``work_dir``; returns how many.
+
+    Call at start-up, before this process makes any: a folder is only ever owned by the
+    process that made it, and that process is gone."""
+    if not work_dir.is_dir():
+        return 0
+    stale = [p for p in work_dir.glob(f"{REQUEST_PREFIX}*") if p.is_dir()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
+
+
 class StepClock:
     """Seconds per pipeline step (:data:`STEPS`) on a :class:`StageTimer`; ``total`` is the
-    wall time since the clock was made."""
+    wall time since the clock was made. With ``should_stop``, entering a step (and
+    :meth:`check`) raises :class:`InterruptedJobError` once it returns True."""
 
-    def __init__(self, cuda: bool = False) -> None:
+    def __init__(self, cuda: bool = False, should_stop: StopCheck | None = None) -> None:
         self._timer = StageTimer(sync_cuda=cuda)
-        self.step = self._timer.stage
+        self._should_stop = should_stop
         self.add = self._timer.add
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.check()
+        with self._timer.stage(name):
+            yield
+
+    def check(self, *_: object) -> None:
+        """Raise if the render must stop (also usable as the engine's progress callback)."""
+        if self._should_stop is not None and self._should_stop():
+            raise InterruptedJobError("the render was interrupted before it finished (the service is shutting "
+                                      "down or the job was canceled); nothing was written; submit it again")
 
     def finish(self) -> dict[str, float]:
         times = dict.fromkeys(STEPS, 0.0) | self._timer.seconds()
         times["total"] = self._timer.elapsed()
         return {k: round(v, 4) for k, v in times.items()}
+
+
+@contextmanager
+def in_callers_terms(local: Path, uri: str) -> Iterator[None]:
+    """Errors raised about the local copy ``local`` of ``uri`` name ``uri`` instead: the
+    caller sent a URI and never sees the server's paths."""
+    try:
+        yield
+    except ServiceError as e:
+        text = str(e)
+        for spelling in (str(local), str(local.resolve())):
+            text = text.replace(spelling, uri)
+        if text != str(e):
+            e.args = (text, *e.args[1:])
+        raise

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..lipsync.face_memo import FaceFeatureMemo
 from ..lipsync.frame_memo import FrameMemo, MemoryBudget
+from ..media import MediaInfo
 from ..types import Audio, FaceBox
 
 
@@ -32,6 +33,8 @@ class InputEntry:
     """Frames in the input (the container's count; an estimate for some formats)."""
     width: int = 0
     height: int = 0
+    media: MediaInfo | None = None
+    """What the probe found (kind, audio track, size), for the checks of each request."""
     reference: Audio | None = None
     embedding: np.ndarray | None = None
     boxes: dict[tuple[object, ...], list[FaceBox]] = field(default_factory=dict)

@@ -15,13 +15,14 @@ from ..lipsync.boxes import make_box_planner
 from ..lipsync.engine import BoxPlan, SyncOptions, sync_lips
 from ..lipsync.face_memo import FACE_FEATURES_PER_FRAME, FaceFeatureMemo
 from ..lipsync.frame_memo import FrameMemo, MemoryBudget
-from ..media import iter_frames, probe, read_audio
+from ..media import MediaInfo, iter_frames, probe, read_audio
 from ..storage import Storage
 from ..timing import StageTimer
 from ..tts import TextToSpeech
 from ..voice import VoiceConverter
 from .base import LipVideoJob, LipVideoResult
-from .common import StepClock, request_dir
+from .checks import check_input
+from .common import StepClock, StopCheck, in_callers_terms, request_dir
 from .input_cache import InputCache, InputEntry
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,16 @@ class OptimizedPipeline:
         self.batch_size = batch_size or (128 if cuda else 16)
         self._detect = make_box_planner(weights_dir, bundle.device.type)
 
-    def run(self, job: LipVideoJob) -> LipVideoResult:
-        clock = StepClock(cuda=self.bundle.device.type == "cuda")
+    def run(self, job: LipVideoJob, should_stop: StopCheck | None = None) -> LipVideoResult:
+        clock = StepClock(cuda=self.bundle.device.type == "cuda", should_stop=should_stop)
         hits = {"tts": False, "speaker_embedding": False, "face_boxes": False, "frames": False}
         with request_dir(self.work_dir, job.request_id) as tmp:
             with clock.step("download"):
-                entry, _ = self._input(job.input_uri)
+                entry, media = self._input(job.input_uri)
+                check_input(job, media, job.resize_factor or self.resize_factor)
             with clock.step("tts"):
                 speech, hits["tts"] = self.tts.synthesize_speech(job.text, job.lang, engine=job.tts_engine)
-            with clock.step("voice_conversion"):
+            with clock.step("voice_conversion"), in_callers_terms(entry.video, job.input_uri):
                 if entry.reference is None:
                     entry.reference = read_audio(entry.video, 16000)
                 if entry.embedding is None:
@@ -68,9 +70,10 @@ class OptimizedPipeline:
             hits["frames"] = len(memo) > 0
             out = tmp / "output.mp4"
             timer = StageTimer(sync_cuda=False)
-            with clock.step("lipsync"):
+            with clock.step("lipsync"), in_callers_terms(entry.video, job.input_uri):
                 result = sync_lips(entry.video, voiced, out, self.bundle.wav2lip, opts, planner, timer=timer,
-                                   open_frames=memo.open, face_memo=self._faces(entry, opts.resize_factor))
+                                   open_frames=memo.open, face_memo=self._faces(entry, opts.resize_factor),
+                                   progress=clock.check)
             # the encoder runs in its own thread, overlapped with lip-sync: report its busy time
             clock.add("encode", result.seconds.get("encode", 0.0))
             with clock.step("upload"):
@@ -78,22 +81,25 @@ class OptimizedPipeline:
             return LipVideoResult(job.output_uri, self.name, result.frames / result.fps, clock.finish(), hits,
                                   entry.size, out.stat().st_size, result.frames)
 
-    def _input(self, uri: str) -> tuple[InputEntry, bool]:
+    def _input(self, uri: str) -> tuple[InputEntry, MediaInfo]:
+        """The input's cache entry (downloaded and probed once per generation) and its probe."""
         info = self.storage.stat(uri)
         key = InputCache.key(uri, info.generation)
         entry = self.inputs.get(key)
-        if entry is not None and entry.video.exists():
-            return entry, True
+        if entry is not None and entry.video.exists() and entry.media is not None:
+            return entry, entry.media
         folder = self.inputs.folder_for(key)
         try:
-            video = self.storage.download(uri, folder, info=info, filename="input" + Path(uri).suffix[:8])
-            media = probe(video)  # a non-video object fails here, before any model work
+            # no extension from the caller's name: what the file is gets decided by its content
+            video = self.storage.download(uri, folder, info=info, filename="input")
+            with in_callers_terms(video, uri):
+                media = probe(video)  # a non-video object fails here, before any model work
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        entry = InputEntry(key, video, info.size, media.frame_count, media.width, media.height)
+        entry = InputEntry(key, video, info.size, media.frame_count, media.width, media.height, media=media)
         self.inputs.put(entry)
-        return entry, False
+        return entry, media
 
     def _frames(self, entry: InputEntry, resize_factor: int) -> FrameMemo:
         memo = entry.frames.get(resize_factor)

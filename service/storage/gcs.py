@@ -164,6 +164,15 @@ class GcsBackend:
                 info = current
         raise ObjectChangedError(f"{loc} kept changing while it was being read; try again later")
 
+    def check_output(self, loc: GcsUri) -> None:
+        """Refuse an output that cannot be written, before any work: a missing bucket, or an
+        existing object without overwrite. A bucket we may not inspect (403: object-only
+        permissions) passes; the upload itself will say."""
+        if not self._bucket_exists(loc):
+            raise BucketNotFoundError(f"cannot write {loc}: bucket {loc.bucket!r} does not exist")
+        if not self._overwrite and self.exists(loc):
+            raise _output_exists(loc)
+
     def upload(self, src: Path, loc: GcsUri, content_type: str) -> ObjectInfo:
         """Upload ``src`` as a complete object or not at all.
 

@@ -90,6 +90,12 @@ class LocalBackend:
                 os.replace(tmp, dest)
         return dest
 
+    def check_output(self, loc: LocalUri) -> None:
+        """Refuse an existing output without overwrite, before any work."""
+        if not self._overwrite and loc.path.exists():
+            raise OutputExistsError(f"{loc.uri} already exists and overwriting outputs is disabled "
+                                    "(setting OVERWRITE_OUTPUT)")
+
     def upload(self, src: Path, loc: LocalUri) -> ObjectInfo:
         """Write ``src`` to the URI's path atomically: a temp file in the destination folder,
         fsynced, then renamed over the target (``overwrite``) or hard-linked to it, which fails if

@@ -8,6 +8,7 @@ from types import TracebackType
 
 import requests
 
+from service.errors import BucketNotAllowedError
 from service.storage.errors import BadURIError
 from service.storage.files import safe_filename
 from service.storage.gcs import GcsBackend, emulator_endpoint
@@ -38,6 +39,9 @@ class Storage:
             (``None``: no limit).
         overwrite: replace an existing output (``True``) or refuse it with
             :class:`~service.storage.errors.OutputExistsError` (``False``).
+        allowed_buckets: ``ALLOWED_BUCKETS``: ``gs://`` URIs naming any other bucket are refused
+            with :class:`~service.errors.BucketNotAllowedError` before any storage call
+            (``None``: any bucket).
         retries, backoff_initial_s, backoff_max_s: transient failures (5xx, 429, timeouts, refused
             connections) are retried this many extra times with exponential backoff (seconds).
         timeout_s: per HTTP request (connect and read), seconds.
@@ -56,6 +60,7 @@ class Storage:
         local_root: Path | None = None,
         max_download_bytes: int | None = DEFAULT_MAX_DOWNLOAD_BYTES,
         overwrite: bool = False,
+        allowed_buckets: frozenset[str] | None = None,
         retries: int = 3,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 8.0,
@@ -71,6 +76,7 @@ class Storage:
             raise ValueError(f"max_download_bytes must be positive, got {max_download_bytes}")
         self.local_root = local_root
         self.overwrite = overwrite
+        self.allowed_buckets = allowed_buckets
         self._gcs = GcsBackend(
             endpoint=emulator_endpoint(emulator_host),
             project=project,
@@ -89,8 +95,22 @@ class Storage:
         return self._gcs.endpoint
 
     def parse(self, uri: str) -> StorageUri:
-        """Validate ``uri`` without touching storage (raises :class:`BadURIError`)."""
-        return parse_uri(uri, local_root=self.local_root)
+        """Validate ``uri`` without touching storage (raises :class:`BadURIError`, or
+        :class:`BucketNotAllowedError` for a bucket outside ``allowed_buckets``)."""
+        loc = parse_uri(uri, local_root=self.local_root)
+        if self.allowed_buckets is not None and isinstance(loc, GcsUri) and loc.bucket not in self.allowed_buckets:
+            raise BucketNotAllowedError(f"{uri}: bucket {loc.bucket!r} is not one this service may use "
+                                        "(ALLOWED_BUCKETS); ask its operator which buckets are allowed")
+        return loc
+
+    def check_output(self, uri: str) -> None:
+        """Everything about an output URI that can be known before the work: its form, its
+        bucket (allowed, existing), and, without overwrite, that no object is there yet."""
+        loc = self.parse(uri)
+        if isinstance(loc, GcsUri):
+            self._gcs.check_output(loc)
+        else:
+            self._local.check_output(loc)
 
     def stat(self, uri: str) -> ObjectInfo:
         """Metadata of the object, without downloading it; ``generation`` identifies the content."""

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from service.errors import BadInputError, ServiceError
+from service.errors import BadInputError, ServiceError, UnavailableError
 
 
 class TTSError(ServiceError):
-    """A TTS engine failed (not because of the caller's input)."""
-
-    code = "tts_error"
+    """A TTS engine failed (not because of the caller's input): ``internal_error``, 500."""
 
 
-class TTSUnavailableError(TTSError):
+class TTSUnavailableError(TTSError, UnavailableError):
     """The online TTS service is unreachable or answered without usable audio."""
 
     code = "tts_unavailable"
@@ -34,8 +32,6 @@ class TTSUnavailableError(TTSError):
 class UnsupportedLanguageError(BadInputError):
     """The engine has no voice for the requested language code."""
 
-    code = "unsupported_language"
-
     def __init__(self, lang: str, engine: str, supported: Iterable[str]) -> None:
         codes = sorted(supported)
         super().__init__(f"language {lang!r} is not supported by TTS engine {engine!r}; "
@@ -45,8 +41,6 @@ class UnsupportedLanguageError(BadInputError):
 
 class UnknownEngineError(BadInputError):
     """No TTS engine of that name."""
-
-    code = "unknown_engine"
 
     def __init__(self, name: str, known: Iterable[str]) -> None:
         names = sorted(known)
