@@ -6,17 +6,21 @@ ignored), so the server never stores a key itself. A request names its key with
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from service.errors import ForbiddenError, UnauthorizedError
 from service.settings import SettingsError
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
 """Probes answer without a key (load balancers and Kubernetes send none)."""
+SECURITY_SCHEME = "apiKey"
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 _LINE = re.compile(r"(?P<name>[A-Za-z0-9_.@-]{1,64}):(?P<digest>[0-9a-fA-F]{64})")
 
 
@@ -71,3 +75,19 @@ class KeyRing:
     def require_admin(self, name: str | None) -> None:
         if name not in self.admins:
             raise ForbiddenError(f"key {name!r} may not use admin routes (ADMIN_KEYS)")
+
+
+def with_api_keys(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (OpenAPI) as a service with API keys serves it: the bearer scheme, required
+    by every operation outside :data:`OPEN_PATHS` (a copy; ``schema`` is left as it is)."""
+    out = copy.deepcopy(schema)
+    out.setdefault("components", {}).setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+        "type": "http", "scheme": "bearer",
+        "description": "an API key named in API_KEYS_FILE: 'Authorization: Bearer <key>'"}
+    for path, item in out.get("paths", {}).items():
+        if path in OPEN_PATHS:
+            continue
+        for method, operation in item.items():
+            if method in _HTTP_METHODS:
+                operation["security"] = [{SECURITY_SCHEME: []}]
+    return out

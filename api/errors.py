@@ -70,6 +70,13 @@ def install_error_handlers(app: FastAPI, count: ErrorCounter) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers 400 for a JSON body that is not UTF-8; it is as malformed as any
+            # other body that is not JSON (422 invalid_request, as declared)
+            count("invalid_request", 422)
+            return error_response(422, "invalid_request", f"the request body is not valid JSON: it is not "
+                                  f"UTF-8 text ({exc.__cause__.reason} at byte {exc.__cause__.start}); "
+                                  "send a JSON object in UTF-8")
         code = CODE_BY_HTTP_STATUS.get(exc.status_code, "http_error")
         count(code, exc.status_code)
         # keep Starlette's headers: a 405 carries the Allow header RFC 9110 requires

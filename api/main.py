@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
@@ -22,7 +23,7 @@ from service.logs import configure_logging, request_id
 from service.runtime import ServiceRuntime
 from service.settings import Settings, SettingsError, load_settings
 
-from .auth import OPEN_PATHS, KeyRing
+from .auth import OPEN_PATHS, KeyRing, with_api_keys
 from .errors import install_error_handlers, service_error_response
 from .metrics import Metrics
 from .routes import router
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None 
     app.state.metrics = metrics
     install_error_handlers(app, metrics.error)
     app.include_router(router)
+    _declare_api_keys(app)
 
     @app.middleware("http")
     async def _authenticate(request: Request, call_next):  # noqa: ANN001, ANN202
@@ -90,6 +92,23 @@ def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None 
         return response
 
     return app
+
+
+def _declare_api_keys(app: FastAPI) -> None:
+    """/openapi.json says what this instance requires: with API keys (known once the lifespan
+    has read the settings, before any request) every operation but the probes needs the
+    bearer key; without them the API is open and the schema declares no security."""
+    plain = app.openapi
+    secured: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if getattr(app.state, "keys", None) is None:
+            return plain()
+        if not secured:
+            secured.update(with_api_keys(plain()))
+        return secured
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _trust(settings: Settings) -> KeyRing | None:

@@ -13,8 +13,8 @@ _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120, 300)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("lipsync_requests_total", "lip-video requests by pipeline and outcome",
-                                ["pipeline", "outcome"], registry=self.registry)
+        self.requests = Counter("lipsync_requests_total", "lip-video requests by pipeline, outcome and API key "
+                                "name ('-' when keys are off)", ["pipeline", "outcome", "key"], registry=self.registry)
         self.steps = Histogram("lipsync_step_seconds", "seconds per pipeline step", ["pipeline", "step"],
                                buckets=_BUCKETS, registry=self.registry)
         self.cache = Counter("lipsync_cache_lookups_total", "cache lookups by cache and result",
@@ -22,8 +22,8 @@ class Metrics:
         self.errors = Counter("lipsync_http_errors_total", "error answers by code and status (validation "
                               "and authentication included)", ["code", "status"], registry=self.registry)
 
-    def observe(self, result: LipVideoResult) -> None:
-        self.requests.labels(result.pipeline, "ok").inc()
+    def observe(self, result: LipVideoResult, key: str | None = None) -> None:
+        self.requests.labels(result.pipeline, "ok", key or "-").inc()
         for step, sec in result.step_times.items():
             self.steps.labels(result.pipeline, step).observe(sec)
         for cache, hit in result.cache_hits.items():
@@ -32,8 +32,8 @@ class Metrics:
     def error(self, code: str, status: int) -> None:
         self.errors.labels(code, str(status)).inc()
 
-    def failed(self, pipeline: str, code: str) -> None:
-        self.requests.labels(pipeline, code).inc()
+    def failed(self, pipeline: str, code: str, key: str | None = None) -> None:
+        self.requests.labels(pipeline, code, key or "-").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -56,7 +56,8 @@ AppMetrics = Annotated[Metrics, Depends(metrics)]
 Admin = Depends(admin)
 
 
-async def _render(body: LipVideoRequest, rt: ServiceRuntime, m: Metrics, optimized: bool) -> LipVideoResponse:
+async def _render(body: LipVideoRequest, request: Request, optimized: bool) -> LipVideoResponse:
+    rt, m, key = runtime(request), metrics(request), request.state.key_name
     job = LipVideoJob(text=body.word, lang=body.tts_lang, input_uri=body.user_video_gs,
                       output_uri=body.output_video_gs, request_id=request_id.get(), tts_engine=body.tts_engine,
                       resize_factor=body.resize_factor, face_box=body.face_box)
@@ -64,38 +65,38 @@ async def _render(body: LipVideoRequest, rt: ServiceRuntime, m: Metrics, optimiz
     try:
         result: LipVideoResult = await asyncio.to_thread(rt.run, job, optimized)
     except Exception as e:
-        m.failed(name, getattr(e, "code", "internal_error"))
+        m.failed(name, getattr(e, "code", "internal_error"), key)
         raise
-    m.observe(result)
-    _log_performance(result)
+    m.observe(result, key)
+    _log_performance(result, key)
     return LipVideoResponse(output_video_gs=result.output_uri, pipeline=result.pipeline,  # type: ignore[arg-type]
                             duration_s=round(result.duration_s, 3), step_times=result.step_times,  # type: ignore[arg-type]
                             cache_hits=result.cache_hits,  # type: ignore[arg-type]
                             face_detection=result.face_detection, request_id=request_id.get())
 
 
-def _log_performance(r: LipVideoResult) -> None:
+def _log_performance(r: LipVideoResult, key: str | None) -> None:
     steps = {k: v for k, v in r.step_times.items() if k != "total"}
     hits = ", ".join(f"{k}={'hit' if v else 'miss'}" for k, v in r.cache_hits.items())
     table = format_table(steps, r.step_times["total"], f"Performance Analysis ({r.pipeline})")
     face = r.face_detection or {}
-    log.info("\n%s\ninput %.1f MB, output %.1f MB, %d frames, %.2f s video; caches: %s\n"
+    log.info("\n%s\ninput %.1f MB, output %.1f MB, %d frames, %.2f s video; caches: %s; key %s\n"
              "face detection: %s detector, %s frames checked, %s with a face, box %s", table,
-             r.input_bytes / 1e6, r.output_bytes / 1e6, r.frames, r.duration_s, hits,
+             r.input_bytes / 1e6, r.output_bytes / 1e6, r.frames, r.duration_s, hits, key or "-",
              face.get("detector", "-"), face.get("frames_checked", "-"), face.get("frames_with_face", "-"),
              face.get("box", "-"))
 
 
 @router.post("/api/v1/lip-video-optimized", response_model=LipVideoResponse, responses=RENDER_ERRORS,
              summary="Lip-sync with the optimized pipeline")
-async def lip_video_optimized(body: LipVideoRequest, rt: Runtime, m: AppMetrics) -> LipVideoResponse:
-    return await _render(body, rt, m, optimized=True)
+async def lip_video_optimized(body: LipVideoRequest, request: Request) -> LipVideoResponse:
+    return await _render(body, request, optimized=True)
 
 
 @router.post("/api/v1/lip-video", response_model=LipVideoResponse, responses=RENDER_ERRORS,
              summary="Lip-sync with the pipeline USE_OPTIMIZED selects (optimized by default)")
-async def lip_video(body: LipVideoRequest, rt: Runtime, m: AppMetrics) -> LipVideoResponse:
-    return await _render(body, rt, m, optimized=rt.settings.use_optimized)
+async def lip_video(body: LipVideoRequest, request: Request) -> LipVideoResponse:
+    return await _render(body, request, optimized=runtime(request).settings.use_optimized)
 
 
 @router.post("/api/v1/preload-models", response_model=PreloadResponse, responses=ADMIN_ERRORS,

@@ -182,6 +182,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
         description, examples = ERROR_EXAMPLES[status]
         out[status] = {"model": ErrorResponse, "description": description,
                        "content": {"application/json": {"examples": {k: {"value": v} for k, v in examples.items()}}}}
+        if status == 401:
+            out[status]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"},
+                                                           "description": "the scheme to authenticate with"}}
         if status == 503:
             out[status]["headers"] = {"Retry-After": {"schema": {"type": "integer"},
                                                       "description": "seconds to wait before retrying"}}

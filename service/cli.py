@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 
 from .command_errors import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
 from .logs import configure_logging
-from .settings import Settings
+from .settings import Settings, SettingsError, load_settings
 
 
 def _weights_make_test(args: argparse.Namespace) -> int:
@@ -158,21 +161,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C (a BaseException, so no ``except Exception`` stops
+    it), and every ``finally``/abort on the way removes its temp output."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # argparse would claim the script's own options (--help, --repeat ...)
         return run_bench(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     for attr in ("out", "dir"):
         if hasattr(args, attr) and getattr(args, attr) is None:
             setattr(args, attr, str(settings.weights_dir))
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may take signals
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None  # docker stop, kill
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
