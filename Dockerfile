@@ -1,6 +1,11 @@
 # Production image: CUDA runtime, Python 3.11 via uv, non-root, weights mounted read-only.
 #   docker build -t lipsync-service .
-#   docker run --gpus all -p 8000:8000 -v $PWD/weights:/weights:ro lipsync-service
+#   docker run --gpus all -p 8000:8000 -v $PWD/weights:/weights:ro \
+#     -v $PWD/api-keys.txt:/config/api-keys.txt:ro -e API_KEYS_FILE=/config/api-keys.txt -e ADMIN_KEYS=ops \
+#     -e ALLOWED_BUCKETS=my-input-bucket,my-output-bucket --stop-timeout 40 lipsync-service
+# api-keys.txt holds name:sha256-hex-of-key lines (README "Keys and bucket limits"); without
+# API_KEYS_FILE and ALLOWED_BUCKETS the service is open (it warns at start-up). On SIGTERM it
+# lets renders finish for SHUTDOWN_GRACE_S (30 s): give the container a longer stop timeout.
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -13,6 +18,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     WORK_DIR=/tmp/lipsync \
     TTS_CACHE_DIR=/var/cache/lipsync/tts \
     DEVICE=auto \
+    SHUTDOWN_GRACE_S=30 \
     HF_HUB_OFFLINE=1
 
 # espeak-ng: the offline TTS engine; curl: the health check

@@ -44,3 +44,17 @@ def test_production_image_runs_as_non_root_with_healthcheck() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "USER 10001" in text and "HEALTHCHECK" in text and "uv pip install" in text
     assert "api.main:app" in text
+
+
+def test_compose_turns_keys_and_bucket_limits_on() -> None:
+    r = subprocess.run([_tool("docker-compose"), "config", "--format", "json"], cwd=ROOT, capture_output=True,
+                       text=True, check=True)
+    import json
+
+    from api.auth import KeyRing
+
+    env = json.loads(r.stdout)["services"]["api"]["environment"]
+    assert env["ALLOWED_BUCKETS"] == "lipsync-dev" and env["API_KEYS_FILE"] == "/config/api-keys.txt"
+    keys = KeyRing.load(ROOT / "dev" / "api-keys.txt", frozenset({env["ADMIN_KEYS"]}))
+    assert keys.identify("Bearer dev-key-change-me") == "dev"
+    assert (ROOT / "dev" / "gcs-seed" / env["ALLOWED_BUCKETS"]).is_dir()
