@@ -11,9 +11,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# gs://bucket/object (bucket: 3-222 of [a-z0-9._-]) or file:///absolute/path; no control characters
-STORAGE_URI = r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\x00-\x1f\x7f]+|file:///[^\x00-\x1f\x7f]+)$"
-MAX_URI = 1100  # gs:// + 222-character bucket + 1024-byte object name, roughly
+from service.storage.uris import MAX_BUCKET_COMPONENT, MAX_BUCKET_WITH_DOTS, MAX_OBJECT_NAME_BYTES
+
+# The naming rules service/storage/uris.py enforces, so that a URI the schema allows is one the
+# service parses (tests/test_openapi_contract.py checks the two agree). Bucket: 3-63 of
+# [a-z0-9_-], or dot-separated parts of 1-63 and 222 in all; starting and ending with a letter
+# or digit; not goog*, *google* or an IPv4 address.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_BUCKET = (rf"(?!goog)(?![a-z0-9._-]*google)(?!{_OCTET}(\.{_OCTET}){{3}}/)"
+           rf"([a-z0-9][a-z0-9_-]{{1,{MAX_BUCKET_COMPONENT - 2}}}[a-z0-9]"
+           rf"|(?=[a-z0-9._-]{{3,{MAX_BUCKET_WITH_DOTS}}}/)[a-z0-9][a-z0-9_-]{{0,{MAX_BUCKET_COMPONENT - 1}}}"
+           rf"(\.[a-z0-9_-]{{1,{MAX_BUCKET_COMPONENT}}})*\.[a-z0-9_-]{{0,{MAX_BUCKET_COMPONENT - 1}}}[a-z0-9])")
+# Object: 1-1024 characters (the limit is 1024 bytes of UTF-8: longer non-ASCII names are a
+# declared 422), no control characters, not '.' or '..', not a folder (ending in '/'), not
+# under .well-known/acme-challenge/
+_OBJECT = (rf"(?!\.\.?$)(?!\.well-known/acme-challenge/)"
+           rf"[^\x00-\x1f\x7f]{{0,{MAX_OBJECT_NAME_BYTES - 1}}}[^\x00-\x1f\x7f/]")
+STORAGE_URI = rf"^(gs://{_BUCKET}/{_OBJECT}|file://(localhost)?/[^\x00-\x1f\x7f]+)$"
+MAX_URI = len("gs://") + MAX_BUCKET_WITH_DOTS + 1 + MAX_OBJECT_NAME_BYTES
 LANGUAGE_TAG = r"^[a-zA-Z]{2,8}(-[a-zA-Z0-9]{1,8})*$"  # BCP 47 shape: ko, en-us, cmn-latn-pinyin
 MAX_TEXT = 5000  # characters (TTS_MAX_CHARS default)
 MAX_PIXEL = 16384
@@ -22,7 +37,8 @@ MAX_PIXEL = 16384
 class LipVideoRequest(BaseModel):
     """The customer's request, plus optional knobs."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
+    # Python's re: the URI pattern needs look-aheads, which pydantic's default engine lacks
+    model_config = ConfigDict(regex_engine="python-re", json_schema_extra={"examples": [{
         "word": "안녕하세요", "user_video_gs": "gs://bucket/in.mp4",
         "output_video_gs": "gs://bucket/out.mp4", "tts_lang": "ko"}]})
 
@@ -72,6 +88,16 @@ class FaceDetectionReport(BaseModel):
 
 
 class LipVideoResponse(BaseModel):
+    # Python's re: the URI pattern needs look-aheads, which pydantic's default engine lacks
+    model_config = ConfigDict(regex_engine="python-re", json_schema_extra={"examples": [{
+        "output_video_gs": "gs://bucket/out.mp4", "pipeline": "optimized", "duration_s": 1.2,
+        "step_times": {"download": 0.12, "tts": 0.05, "voice_conversion": 0.31, "lipsync": 0.52, "encode": 0.18,
+                       "upload": 0.04, "total": 1.08},
+        "cache_hits": {"tts": False, "speaker_embedding": True, "face_boxes": True, "frames": True},
+        "face_detection": {"detector": "s3fd", "frames_checked": 5, "frames_with_face": 5,
+                           "box": [120, 310, 402, 560]},
+        "request_id": "3f2a9c1e0b7d4a21"}]})
+
     output_video_gs: str
     pipeline: Literal["optimized", "baseline"]
     duration_s: float = Field(description="Duration of the output video, seconds")

@@ -94,7 +94,7 @@ def test_optimized_request_gs_to_gs(api: tuple[TestClient, Path], gcs_bucket: Em
     assert r2.json()["cache_hits"] == {"tts": True, "speaker_embedding": True, "face_boxes": True, "frames": True}
     metrics = client.get("/metrics").text
     assert 'lipsync_cache_lookups_total{cache="face_boxes",result="hit"}' in metrics
-    assert 'lipsync_requests_total{outcome="ok",pipeline="optimized"}' in metrics
+    assert 'lipsync_requests_total{key="-",outcome="ok",pipeline="optimized"}' in metrics
 
 
 def test_concurrent_requests_all_succeed(api: tuple[TestClient, Path], gcs_bucket: EmulatorBucket,

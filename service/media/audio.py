@@ -1,4 +1,4 @@
-"""``read_audio``: the first audio track of any file FFmpeg reads, as mono float32 at a given rate."""
+"""``read_audio``: the first audio track of an audio file or a video, as mono float32 at a given rate."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ import numpy as np
 from service.errors import MediaError
 from service.types import Audio
 
-from .containers import PathLike, describe_error, open_input
+from .containers import AUDIO_FORMATS, PathLike, audio_format, describe_error, open_input
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,8 @@ DEFAULT_SAMPLE_RATE = 16000  # Wav2Lip's mel, WavLM and the speaker encoder all 
 
 
 def read_audio(path: PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Audio:
-    """Decode the first audio stream of ``path`` (wav, mp3, m4a/mp4 AAC, ogg, webm...) to mono.
+    """Decode the first audio stream of ``path`` to mono: a wav, mp3, flac, ogg or m4a file, or
+    an mp4/mov, webm/mkv or avi video, recognised by content (a file's name is never trusted).
 
     Returns :class:`Audio` with float32 samples [N] at ``sample_rate`` Hz, as ``librosa.load(path,
     sr=sample_rate)`` would give them: PCM16 becomes exactly ``int16 / 32768``, and channels are
@@ -25,14 +26,14 @@ def read_audio(path: PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Audio:
     track). Resampling is FFmpeg's swresample (not librosa's soxr, so resampled values differ
     slightly); N is exactly ``round(decoded_samples * sample_rate / source_rate)``.
 
-    Raises :class:`MediaError` for a missing or unreadable file, a file without an audio track,
-    and an audio track with no samples.
+    Raises :class:`MediaError` for a missing or unreadable file, any other format, a file
+    without an audio track, and an audio track with no samples.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    with open_input(path, "an audio file or a video with sound") as container:
+    with open_input(path, audio_format(path)) as container:
         if not container.streams.audio:
-            raise MediaError(f"{path} has no audio track; give a wav/mp3/m4a file or a video with sound")
+            raise MediaError(f"{path} has no audio track; give {AUDIO_FORMATS}")
         stream = container.streams.audio[0]
         source_rate = stream.codec_context.sample_rate or sample_rate
         # planar float at the target rate, channels kept: the downmix is done here as a mean

@@ -1,13 +1,13 @@
 """Opening media files with PyAV, and the few facts about them every other module shares.
 
-Every failure to open becomes a one-line :class:`MediaError` naming the file and saying what to
-give instead, so callers never see a raw ``av.error`` (the CLI and the API map ``MediaError`` to
-"bad input").
+Inputs are opened only in a format recognised from their content (:mod:`.sniff`), with that
+one demuxer forced. Every failure to open becomes a one-line :class:`MediaError` naming the file
+and saying what to give instead, so callers never see a raw ``av.error`` (the CLI and the API
+map ``MediaError`` to "bad input").
 """
 from __future__ import annotations
 
 import math
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,18 +16,14 @@ import av.container
 
 from service.errors import MediaError
 
-# Decoded with OpenCV (cv2.imread semantics: EXIF orientation applied, alpha dropped), not FFmpeg.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+from .sniff import Format, PathLike, sniff_format
+
+# what the service takes, said the same way in every refusal
+FACE_FORMATS = "an mp4/mov, webm/mkv or avi video, or a jpg/png/bmp/webp image"
+AUDIO_FORMATS = "a wav, mp3, flac, ogg or m4a file, or an mp4/mov, webm/mkv or avi video with sound"
 
 # NTSC-family rates are 1000/1001 multiples; a float like 29.97 means 30000/1001, not 2997/100.
 _NTSC_BASES = (24, 30, 48, 60, 120)
-
-PathLike = str | os.PathLike[str]
-
-
-def is_image_path(path: PathLike) -> bool:
-    """True for the still-image suffixes the service decodes as a single frame."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def require_file(path: PathLike) -> Path:
@@ -40,14 +36,64 @@ def require_file(path: PathLike) -> Path:
     return p
 
 
-def open_input(path: PathLike, want: str) -> av.container.InputContainer:
-    """Open ``path`` for reading; ``want`` ("a video or image" / "an audio file") goes in errors."""
+def face_format(path: PathLike) -> Format:
+    """The format of a face input (kind "video" or "image"), by content.
+
+    Raises :class:`MediaError` for a missing file, an audio file (it has no frames) and
+    anything outside the allowlist, whatever its name.
+    """
     p = require_file(path)
+    fmt = _sniff(p)
+    if fmt.kind == "audio":
+        raise MediaError(f"{p} has no frames (it is {fmt.name} audio); give {FACE_FORMATS}")
+    if fmt.kind not in ("video", "image"):
+        raise MediaError(f"{p} is not a video or image in a supported format (it is {fmt.name}); "
+                         f"give {FACE_FORMATS}")
+    return fmt
+
+
+def audio_format(path: PathLike) -> Format:
+    """The format of an audio input (kind "audio", or "video" to read its sound), by content.
+
+    Raises :class:`MediaError` for a missing file, an image and anything outside the allowlist.
+    """
+    p = require_file(path)
+    fmt = _sniff(p)
+    if fmt.kind == "image":
+        raise MediaError(f"{p} has no audio track (it is a still image: {fmt.name}); give {AUDIO_FORMATS}")
+    if fmt.kind not in ("audio", "video"):
+        raise MediaError(f"{p} is not an audio file or video in a supported format (it is {fmt.name}); "
+                         f"give {AUDIO_FORMATS}")
+    return fmt
+
+
+def open_input(path: PathLike, fmt: Format) -> av.container.InputContainer:
+    """Open ``path`` with ``fmt``'s demuxer and nothing else (``fmt`` from :func:`face_format`
+    or :func:`audio_format`).
+
+    FFmpeg never probes: the demuxer is forced, only that demuxer may be instantiated (also by
+    a nested open), only the ``file`` protocol may be used, and the mov demuxer does not follow
+    the external data references ("drefs") an mp4/mov may name.
+    """
+    p = require_file(path)
+    if fmt.demuxer is None:
+        raise ValueError(f"{fmt.name} is not opened with FFmpeg")
+    options = {"protocol_whitelist": "file", "format_whitelist": fmt.demuxer}
+    if fmt.demuxer == "mov":
+        options["enable_drefs"] = "0"  # the default today; a reference could name any local file
     try:
-        return av.open(str(p), "r")
+        # absolute, so a name such as "concat:a|b" or "pipe:0" cannot select another protocol
+        return av.open(str(p.absolute()), "r", format=fmt.demuxer, container_options=options)
     except av.FFmpegError as e:
-        raise MediaError(f"{p} is not {want} (FFmpeg cannot read it: {describe_error(e)}); "
-                         f"give {want} in a common format") from e
+        raise MediaError(f"{p} is a damaged or incomplete {fmt.name} file (FFmpeg cannot read it: "
+                         f"{describe_error(e)}); re-encode it or give another file") from e
+
+
+def _sniff(p: Path) -> Format:
+    try:
+        return sniff_format(p)
+    except OSError as e:
+        raise MediaError(f"{p} cannot be read ({describe_error(e)}); check its permissions") from e
 
 
 def as_frame_rate(fps: float | Fraction) -> Fraction:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
+from pathlib import Path
 
 import av
 import av.container
@@ -12,7 +13,7 @@ import numpy as np
 
 from service.errors import MediaError
 
-from .containers import PathLike, describe_error, is_image_path, open_input, require_file
+from .containers import PathLike, describe_error, face_format, open_input
 from .images import read_image
 from .orientation import rotate_clockwise, stream_rotation
 from .probe import video_stream
@@ -42,10 +43,11 @@ def iter_frames(path: PathLike, resize_factor: int = 1, start: int = 0,
         raise ValueError(f"resize_factor must be a positive integer, got {resize_factor!r}")
     if start < 0 or (stop is not None and stop < start):
         raise ValueError(f"need 0 <= start <= stop, got start={start}, stop={stop}")
-    p = require_file(path)
-    if is_image_path(p):
+    p = Path(path)
+    fmt = face_format(p)  # by content: a video, or an image decoded as one frame
+    if fmt.kind == "image":
         return _iter_image(read_image(p), int(resize_factor), start, stop)
-    container = open_input(p, "a video or image")
+    container = open_input(p, fmt)
     try:
         stream = video_stream(container, p)
     except MediaError:

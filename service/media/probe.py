@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Literal
 
 import av
@@ -12,7 +13,7 @@ import av.video.stream
 
 from service.errors import MediaError
 
-from .containers import PathLike, describe_error, is_image_path, open_input, require_file
+from .containers import PathLike, describe_error, face_format, open_input
 from .images import read_image
 from .orientation import stream_rotation
 
@@ -49,19 +50,21 @@ class MediaInfo:
 
 
 def probe(path: PathLike) -> MediaInfo:
-    """Describe a face input (a video, or a .jpg/.jpeg/.png/.bmp/.webp image).
+    """Describe a face input: an mp4/mov, webm/mkv or avi video, or a jpeg/png/bmp/webp image,
+    recognised by content (a file's name is never trusted).
 
     Decodes the first video frame, so a file that opens but has no decodable picture fails here
     rather than half-way through a job. Raises :class:`MediaError` for a missing file, a file
     that is not a video or image, and a file with no video stream or no frames.
     """
-    p = require_file(path)
-    if is_image_path(p):
+    p = Path(path)
+    fmt = face_format(p)
+    if fmt.kind == "image":
         image = read_image(p)
         return MediaInfo(path=str(p), kind="image", width=image.shape[1], height=image.shape[0],
                          fps=None, frame_rate=None, frame_count=1, duration_s=None, rotation=0,
                          has_audio=False, audio_sample_rate=None, video_codec=None, audio_codec=None)
-    with open_input(p, "a video or image") as container:
+    with open_input(p, fmt) as container:
         stream = video_stream(container, p)
         first = first_frame(container, stream, p)
         rotation = stream_rotation(first, stream)
