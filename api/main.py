@@ -25,6 +25,7 @@ from service.settings import Settings, SettingsError, load_settings
 
 from .auth import OPEN_PATHS, KeyRing, with_api_keys
 from .errors import install_error_handlers, service_error_response
+from .jobs import router as jobs_router
 from .metrics import Metrics
 from .routes import router
 
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None 
             raise
         rt = runtime or ServiceRuntime(s)
         app.state.runtime, app.state.keys = rt, keys
+        rt.job_listeners.append(metrics.job_finished)
+        rt.start()
         _drain_on_sigterm(rt)
         task = None
         if rt.settings.preload_models:
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None 
     app.state.metrics = metrics
     install_error_handlers(app, metrics.error)
     app.include_router(router)
+    app.include_router(jobs_router)
     _declare_api_keys(app)
 
     @app.middleware("http")

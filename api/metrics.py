@@ -1,10 +1,13 @@
 """Prometheus metrics, one registry per app (so tests can build many apps)."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from service.pipelines import LipVideoResult
+from service.jobs.queue import JobQueue
+from service.jobs.records import JobRecord
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120, 300)
@@ -21,13 +24,34 @@ class Metrics:
                              ["cache", "result"], registry=self.registry)
         self.errors = Counter("lipsync_http_errors_total", "error answers by code and status (validation "
                               "and authentication included)", ["code", "status"], registry=self.registry)
+        self.queue_depth = Gauge("lipsync_job_queue_depth", "jobs waiting for the device", registry=self.registry)
+        self.jobs = Gauge("lipsync_jobs", "job records by status", ["status"], registry=self.registry)
+        self.webhooks = Counter("lipsync_webhook_deliveries_total", "webhook deliveries by outcome",
+                                ["outcome"], registry=self.registry)
 
-    def observe(self, result: LipVideoResult, key: str | None = None) -> None:
-        self.requests.labels(result.pipeline, "ok", key or "-").inc()
-        for step, sec in result.step_times.items():
-            self.steps.labels(result.pipeline, step).observe(sec)
-        for cache, hit in result.cache_hits.items():
+    def job_finished(self, record: JobRecord) -> None:
+        """A job reached a terminal status (its webhook, if any, delivered or given up)."""
+        if record.status == "succeeded" and record.result is not None:
+            self.observe(record.result, record.owner)
+        else:
+            code = record.error["code"] if record.error else record.status
+            self.failed(record.pipeline, code, record.owner)
+        if record.webhook is not None:
+            self.webhooks.labels("delivered" if record.webhook.delivered else "failed").inc()
+
+    def observe(self, result: dict[str, Any], key: str | None = None) -> None:
+        """A successful render (its success JSON)."""
+        self.requests.labels(result["pipeline"], "ok", key or "-").inc()
+        for step, sec in result["step_times"].items():
+            self.steps.labels(result["pipeline"], step).observe(sec)
+        for cache, hit in result["cache_hits"].items():
             self.cache.labels(cache, "hit" if hit else "miss").inc()
+
+    def sample_jobs(self, jobs: JobQueue) -> None:
+        """Read the queue's gauges (at scrape time)."""
+        self.queue_depth.set(jobs.depth)
+        for status, n in jobs.counts().items():
+            self.jobs.labels(status).set(n)
 
     def error(self, code: str, status: int) -> None:
         self.errors.labels(code, str(status)).inc()

@@ -9,12 +9,11 @@ from typing import Annotated
 import torch
 from fastapi import APIRouter, Depends, Request, Response
 
-from service.logs import request_id
-from service.pipelines import LipVideoJob, LipVideoResult
+from service.errors import ServiceError
 from service.runtime import ServiceRuntime
-from service.timing import format_table
 
 from .auth import KeyRing
+from .jobs import render_and_wait
 from .metrics import CONTENT_TYPE, Metrics
 from .schemas import (
     CacheStats,
@@ -57,34 +56,14 @@ Admin = Depends(admin)
 
 
 async def _render(body: LipVideoRequest, request: Request, optimized: bool) -> LipVideoResponse:
-    rt, m, key = runtime(request), metrics(request), request.state.key_name
-    job = LipVideoJob(text=body.word, lang=body.tts_lang, input_uri=body.user_video_gs,
-                      output_uri=body.output_video_gs, request_id=request_id.get(), tts_engine=body.tts_engine,
-                      resize_factor=body.resize_factor, face_box=body.face_box)
-    name = "optimized" if optimized else "baseline"
+    """A job, waited for (the job runner logs the Performance Analysis and feeds the metrics)."""
+    pipeline = "optimized" if optimized else "baseline"
     try:
-        result: LipVideoResult = await asyncio.to_thread(rt.run, job, optimized)
-    except Exception as e:
-        m.failed(name, getattr(e, "code", "internal_error"), key)
+        return await render_and_wait(request, body, pipeline)
+    except ServiceError as e:
+        if not hasattr(e, "job_id"):  # refused before it became a job: still a failed request
+            metrics(request).failed(pipeline, e.code, request.state.key_name)
         raise
-    m.observe(result, key)
-    _log_performance(result, key)
-    return LipVideoResponse(output_video_gs=result.output_uri, pipeline=result.pipeline,  # type: ignore[arg-type]
-                            duration_s=round(result.duration_s, 3), step_times=result.step_times,  # type: ignore[arg-type]
-                            cache_hits=result.cache_hits,  # type: ignore[arg-type]
-                            face_detection=result.face_detection, request_id=request_id.get())
-
-
-def _log_performance(r: LipVideoResult, key: str | None) -> None:
-    steps = {k: v for k, v in r.step_times.items() if k != "total"}
-    hits = ", ".join(f"{k}={'hit' if v else 'miss'}" for k, v in r.cache_hits.items())
-    table = format_table(steps, r.step_times["total"], f"Performance Analysis ({r.pipeline})")
-    face = r.face_detection or {}
-    log.info("\n%s\ninput %.1f MB, output %.1f MB, %d frames, %.2f s video; caches: %s; key %s\n"
-             "face detection: %s detector, %s frames checked, %s with a face, box %s", table,
-             r.input_bytes / 1e6, r.output_bytes / 1e6, r.frames, r.duration_s, hits, key or "-",
-             face.get("detector", "-"), face.get("frames_checked", "-"), face.get("frames_with_face", "-"),
-             face.get("box", "-"))
 
 
 @router.post("/api/v1/lip-video-optimized", response_model=LipVideoResponse, responses=RENDER_ERRORS,
@@ -152,5 +131,6 @@ async def tts_cache_clear(rt: Runtime) -> StatusResponse:
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics (text exposition format)",
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text format 0.0.4"}, **READ_ERRORS})
-async def prometheus(m: AppMetrics) -> Response:
+async def prometheus(m: AppMetrics, rt: Runtime) -> Response:
+    m.sample_jobs(rt.jobs)
     return Response(m.render(), media_type=CONTENT_TYPE)

@@ -105,6 +105,7 @@ class LipVideoResponse(BaseModel):
     cache_hits: CacheHits
     face_detection: FaceDetectionReport | None = None
     request_id: str
+    job_id: str | None = Field(default=None, description="the job that rendered it (GET /api/v1/jobs/{job_id})")
 
 
 class ErrorBody(BaseModel):

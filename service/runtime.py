@@ -5,19 +5,29 @@ environment. ``preload()`` is idempotent and thread-safe.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from models import ModelLoadError
 
 from .bundle import ModelBundle, load_bundle
 from .concurrency import DeviceGate
-from .errors import ModelsUnavailableError, ServerBusyError
+from .errors import ModelsUnavailableError, ServerBusyError, WebhookNotAllowedError
+from .jobs.queue import JobQueue
+from .jobs.records import JobRecord
+from .jobs.store import make_job_store
+from .jobs.webhooks import EVENTS, check_webhook_url, deliver
+from .logs import request_id
 from .pipelines import LipVideoJob, LipVideoResult, Pipeline
 from .pipelines.checks import check_request
-from .pipelines.common import remove_stale_request_dirs
+from .pipelines.common import ProgressReport, StopCheck, remove_stale_request_dirs
+from .pipelines.report import log_performance, result_json
 from .settings import Settings, lipsync_dtype, resolve_device, voice_dtype
 from .storage import Storage
 
@@ -54,6 +64,17 @@ class ServiceRuntime:
         removed = remove_stale_request_dirs(settings.work_dir)
         if removed:
             log.warning("removed %d request folder(s) left by an earlier process in %s", removed, settings.work_dir)
+        self.served_by = f"{socket.gethostname()}:{os.getpid()}"
+        self.jobs = JobQueue(make_job_store(settings.job_store, settings.work_dir, self.storage.gcs), self.execute,
+                             served_by=self.served_by, max_queued=settings.max_queued_jobs,
+                             max_attempts=settings.job_max_attempts, ttl_s=settings.job_ttl_s,
+                             on_finished=self._job_finished)
+        self.job_listeners: list[Callable[[JobRecord], None]] = []
+        """Called with every finished job (after its webhook): metrics hang here."""
+
+    def start(self) -> None:
+        """Resume the jobs an earlier process left and start running jobs."""
+        self.jobs.start()
 
     @property
     def ready(self) -> bool:
@@ -113,32 +134,76 @@ class ServiceRuntime:
         output bucket and object, box shape): raises the error the request deserves."""
         check_request(job, self.storage)
 
-    def run(self, job: LipVideoJob, optimized: bool) -> LipVideoResult:
-        """Check, then run a job on the device, one at a time (blocking; call from a worker
-        thread). Stops at the next step or batch with :class:`InterruptedJobError` once the
-        service is interrupting (shutdown grace over)."""
-        if self.stopping.is_set():
-            raise ServerBusyError("the service is shutting down; retry on another instance", 5)
+    def run(self, job: LipVideoJob, optimized: bool, should_stop: StopCheck | None = None,
+            progress: ProgressReport | None = None) -> LipVideoResult:
+        """Check, then run a render on the device, one at a time (blocking; call from a worker
+        thread). Stops at the next step or batch with :class:`InterruptedJobError` once
+        ``should_stop()`` (or the service's shutdown) says so."""
         self.check(job)
         pipeline = self.pipeline(optimized)
+        stop = should_stop or self.interrupting.is_set
         with self.gate.slot():
-            return pipeline.run(job, should_stop=self.interrupting.is_set)
+            return pipeline.run(job, should_stop=stop, progress=progress)
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def submit(self, request: dict[str, Any], pipeline: str, *, owner: str | None = None,
+               webhook_url: str | None = None, idempotency_key: str | None = None,
+               detached: bool = True, rid: str = "-") -> tuple[JobRecord, bool]:
+        """Check everything a job can be checked for now, then queue it: a job is only
+        created for a request that can run. (record, created)."""
+        if self.stopping.is_set():
+            raise ServerBusyError("the service is shutting down; retry on another instance", 5)
+        self.check(self._render_job(request, rid))
+        if not self.ready and self.preload_error is not None:
+            raise ModelsUnavailableError(f"the models could not be loaded ({self.preload_error}); "
+                                         "an operator must fix the weights and restart the service")
+        if webhook_url is not None:
+            if not self.settings.webhook_secret:
+                raise WebhookNotAllowedError("this service has no WEBHOOK_SECRET to sign webhooks with, so it "
+                                             "sends none: poll the job instead, or ask its operator to set one")
+            check_webhook_url(webhook_url, self.settings.webhook_allowed_hosts)
+        return self.jobs.submit(request, pipeline, owner=owner, webhook_url=webhook_url,
+                                idempotency_key=idempotency_key, detached=detached, request_id=rid)
+
+    def execute(self, record: JobRecord, progress: ProgressReport, should_stop: StopCheck) -> dict[str, Any]:
+        """Run a job's render (the job runner calls this): its success JSON, with ``job_id``."""
+        token = request_id.set(record.request_id)
+        try:
+            result = self.run(self._render_job(record.request, record.request_id), record.pipeline == "optimized",
+                              should_stop=should_stop, progress=progress)
+            log_performance(result, record.owner)
+            return result_json(result, record.request_id) | {"job_id": record.job_id}
+        finally:
+            request_id.reset(token)
+
+    @staticmethod
+    def _render_job(request: dict[str, Any], rid: str) -> LipVideoJob:
+        box = request.get("face_box")
+        return LipVideoJob(text=request["word"], lang=request.get("tts_lang", "ko"), input_uri=request["user_video_gs"],
+                           output_uri=request["output_video_gs"], request_id=rid, tts_engine=request.get("tts_engine"),
+                           resize_factor=request.get("resize_factor"), face_box=tuple(box) if box else None)
+
+    def _job_finished(self, record: JobRecord) -> None:
+        if record.webhook is not None and self.settings.webhook_secret:
+            body = json.dumps(record.public(), ensure_ascii=False).encode()
+            outcome = deliver(record.webhook.url, body, EVENTS[record.status], self.settings.webhook_secret,
+                              allowed_hosts=self.settings.webhook_allowed_hosts)
+            record.webhook.delivered, record.webhook.attempts = outcome.delivered, outcome.attempts
+            record.webhook.last_status = outcome.last_status
+            self.jobs.update(record)
+        for listener in self.job_listeners:
+            listener(record)
 
     def drain(self, grace_s: float) -> bool:
-        """Stop taking renders, give the running ones ``grace_s`` to finish, then interrupt
-        them and wait until they have cleaned up. True when none had to be interrupted."""
+        """Stop taking jobs, give the running one ``grace_s`` to finish, then interrupt it
+        and wait until it has cleaned up. True when nothing had to be interrupted."""
         self.stopping.set()
-        deadline = time.monotonic() + grace_s
-        while self.gate.pending and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not self.gate.pending:
-            return True
-        log.warning("shutdown: %d render(s) still running after %.0f s; interrupting them",
-                    self.gate.pending, grace_s)
-        self.interrupting.set()
+        finished = self.jobs.close(grace_s)
+        self.interrupting.set()  # anything else still on the device stops at its next batch
         while self.gate.pending:
             time.sleep(0.05)
-        return False
+        return finished
 
     def close(self) -> None:
         self.storage.close()

@@ -101,7 +101,22 @@ class Settings(BaseSettings):
     """On SIGTERM, renders in flight get this long to finish; then they stop at the next batch
     and fail as ``interrupted``, leaving nothing behind."""
 
-    @field_validator("admin_keys", "allowed_buckets", mode="before")
+    # ---- jobs --------------------------------------------------------------------------------
+    job_store: str | None = None
+    """Where job records live: a folder (default ``$WORK_DIR/jobs``) or ``gs://bucket/prefix``."""
+    job_max_attempts: int = Field(3, ge=1, le=100)
+    """Starts of a job a dying process may interrupt before it fails as ``interrupted``."""
+    job_ttl_s: float = Field(7 * 24 * 3600, gt=0)
+    """Finished job records are kept this long."""
+    max_queued_jobs: int = Field(100, ge=1, le=1_000_000)
+    """Jobs allowed to wait; more get 503 + Retry-After."""
+    webhook_secret: str | None = Field(None, min_length=16)
+    """HMAC-SHA256 key of the ``X-Lipsync-Signature`` header; jobs with a ``webhook_url`` need it."""
+    webhook_allowed_hosts: CommaList = frozenset()
+    """Hosts a webhook may name even when plain http or a private address (e.g. an internal
+    receiver)."""
+
+    @field_validator("admin_keys", "allowed_buckets", "webhook_allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, v: object) -> object:
         if isinstance(v, str):

@@ -44,8 +44,10 @@ class LipVideoResult:
 class Pipeline(Protocol):
     name: str
 
-    def run(self, job: LipVideoJob, should_stop: Callable[[], bool] | None = None) -> LipVideoResult:
+    def run(self, job: LipVideoJob, should_stop: Callable[[], bool] | None = None,
+            progress: Callable[[str, float], None] | None = None) -> LipVideoResult:
         """Run the whole job synchronously (callers run it off the event loop). Once
         ``should_stop()`` is true the job stops at the next step or batch with
-        :class:`service.errors.InterruptedJobError`, leaving nothing behind."""
+        :class:`service.errors.InterruptedJobError`, leaving nothing behind. ``progress``
+        hears ``(step, fraction)``: each step entered, and the lip-sync frames done."""
         ...

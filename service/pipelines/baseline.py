@@ -24,7 +24,7 @@ from ..tts import TextToSpeech, write_wav
 from ..voice import VoiceConverter
 from .base import LipVideoJob, LipVideoResult
 from .checks import check_input
-from .common import StepClock, StopCheck, in_callers_terms, request_dir
+from .common import ProgressReport, StepClock, StopCheck, in_callers_terms, request_dir
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ class BaselinePipeline:
         self.weights_dir, self.device, self.freevc_config = weights_dir, device, freevc_config
         self.work_dir, self.half, self.noise_scale = work_dir, half_precision, noise_scale
 
-    def run(self, job: LipVideoJob, should_stop: StopCheck | None = None) -> LipVideoResult:
-        clock = StepClock(cuda=self.device.type == "cuda", should_stop=should_stop)
+    def run(self, job: LipVideoJob, should_stop: StopCheck | None = None,
+            progress: ProgressReport | None = None) -> LipVideoResult:
+        clock = StepClock(cuda=self.device.type == "cuda", should_stop=should_stop, progress=progress)
         hits = {"tts": False, "speaker_embedding": False, "face_boxes": False, "frames": False}
         with request_dir(self.work_dir, job.request_id) as tmp:
             with clock.step("download"):
@@ -70,7 +71,7 @@ class BaselinePipeline:
                 timer = StageTimer()
                 result = sync_lips(video, read_audio(voiced_wav, 16000), out, w2l, opts,
                                    make_box_planner(self.weights_dir, self.device.type), timer=timer,
-                                   progress=clock.check)
+                                   progress=clock.frames_done)
             clock.add("encode", result.seconds.get("encode", 0.0))
             with clock.step("upload"):
                 self.storage.upload(out, job.output_uri)

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 REQUEST_PREFIX = "req-"
 StopCheck = Callable[[], bool]
+ProgressReport = Callable[[str, float], None]
+"""``(step, fraction)``: the step entered, and the share of lip-sync frames done."""
 
 
 @contextmanager
@@ -45,22 +47,33 @@ def remove_stale_request_dirs(work_dir: Path) -> int:
 
 class StepClock:
     """Seconds per pipeline step (:data:`STEPS`) on a :class:`StageTimer`; ``total`` is the
-    wall time since the clock was made. With ``should_stop``, entering a step (and
-    :meth:`check`) raises :class:`InterruptedJobError` once it returns True."""
+    wall time since the clock was made. With ``should_stop``, entering a step (and every
+    lip-sync batch, :meth:`frames_done`) raises :class:`InterruptedJobError` once it returns
+    True. ``progress`` hears of each step entered and of the lip-sync frames done."""
 
-    def __init__(self, cuda: bool = False, should_stop: StopCheck | None = None) -> None:
+    def __init__(self, cuda: bool = False, should_stop: StopCheck | None = None,
+                 progress: ProgressReport | None = None) -> None:
         self._timer = StageTimer(sync_cuda=cuda)
         self._should_stop = should_stop
+        self._progress = progress
         self.add = self._timer.add
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
         self.check()
+        if self._progress is not None:
+            self._progress(name, 0.0)
         with self._timer.stage(name):
             yield
 
-    def check(self, *_: object) -> None:
-        """Raise if the render must stop (also usable as the engine's progress callback)."""
+    def frames_done(self, done: int, total: int) -> None:
+        """The engine's progress callback: stop if asked, report the lip-sync fraction."""
+        self.check()
+        if self._progress is not None and total > 0:
+            self._progress("lipsync", done / total)
+
+    def check(self) -> None:
+        """Raise if the render must stop."""
         if self._should_stop is not None and self._should_stop():
             raise InterruptedJobError("the render was interrupted before it finished (the service is shutting "
                                       "down or the job was canceled); nothing was written; submit it again")

@@ -22,7 +22,7 @@ from ..tts import TextToSpeech
 from ..voice import VoiceConverter
 from .base import LipVideoJob, LipVideoResult
 from .checks import check_input
-from .common import StepClock, StopCheck, in_callers_terms, request_dir
+from .common import ProgressReport, StepClock, StopCheck, in_callers_terms, request_dir
 from .input_cache import InputCache, InputEntry
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,9 @@ class OptimizedPipeline:
         self.batch_size = batch_size or (128 if cuda else 16)
         self._detect = make_box_planner(weights_dir, bundle.device.type)
 
-    def run(self, job: LipVideoJob, should_stop: StopCheck | None = None) -> LipVideoResult:
-        clock = StepClock(cuda=self.bundle.device.type == "cuda", should_stop=should_stop)
+    def run(self, job: LipVideoJob, should_stop: StopCheck | None = None,
+            progress: ProgressReport | None = None) -> LipVideoResult:
+        clock = StepClock(cuda=self.bundle.device.type == "cuda", should_stop=should_stop, progress=progress)
         hits = {"tts": False, "speaker_embedding": False, "face_boxes": False, "frames": False}
         with request_dir(self.work_dir, job.request_id) as tmp:
             with clock.step("download"):
@@ -73,7 +74,7 @@ class OptimizedPipeline:
             with clock.step("lipsync"), in_callers_terms(entry.video, job.input_uri):
                 result = sync_lips(entry.video, voiced, out, self.bundle.wav2lip, opts, planner, timer=timer,
                                    open_frames=memo.open, face_memo=self._faces(entry, opts.resize_factor),
-                                   progress=clock.check)
+                                   progress=clock.frames_done)
             # the encoder runs in its own thread, overlapped with lip-sync: report its busy time
             clock.add("encode", result.seconds.get("encode", 0.0))
             with clock.step("upload"):

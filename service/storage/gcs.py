@@ -164,6 +164,22 @@ class GcsBackend:
                 info = current
         raise ObjectChangedError(f"{loc} kept changing while it was being read; try again later")
 
+    def put_bytes(self, loc: GcsUri, data: bytes, content_type: str) -> None:
+        """Replace a small object with ``data`` in one request (visible only complete)."""
+        self._call(lambda: self._bucket(loc).blob(loc.name).upload_from_string(
+            data, content_type=content_type, timeout=self._timeout_s, retry=None), loc, "write")
+
+    def get_bytes(self, loc: GcsUri) -> bytes:
+        """A small object's content (no size limit: for the service's own records)."""
+        return self._call(lambda: self._bucket(loc).blob(loc.name).download_as_bytes(
+            timeout=self._timeout_s, retry=None), loc, "read")
+
+    def list_names(self, bucket: str, prefix: str) -> list[str]:
+        """Object names under ``prefix`` (the whole listing, paged by the library)."""
+        loc = GcsUri(bucket, prefix or "-")
+        return self._call(lambda: [b.name for b in self._client().list_blobs(
+            bucket, prefix=prefix, timeout=self._timeout_s, retry=None)], loc, "list")
+
     def check_output(self, loc: GcsUri) -> None:
         """Refuse an output that cannot be written, before any work: a missing bucket, or an
         existing object without overwrite. A bucket we may not inspect (403: object-only

@@ -90,6 +90,12 @@ class Storage:
         self._local = LocalBackend(max_download_bytes=max_download_bytes, overwrite=overwrite)
 
     @property
+    def gcs(self) -> GcsBackend:
+        """The Cloud Storage backend itself, for the service's own objects (job records):
+        no URI allowlist, no download limit."""
+        return self._gcs
+
+    @property
     def emulator_endpoint(self) -> str | None:
         """The emulator URL in use, or ``None`` for real Cloud Storage."""
         return self._gcs.endpoint

@@ -1,0 +1,1 @@
+"""Jobs: records, store, queue and runner, webhooks, recovery."""
