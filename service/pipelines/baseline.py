@@ -76,4 +76,5 @@ class BaselinePipeline:
             with clock.step("upload"):
                 self.storage.upload(out, job.output_uri)
             return LipVideoResult(job.output_uri, self.name, result.frames / result.fps, clock.finish(), hits,
-                                  info.size, out.stat().st_size, result.frames)
+                                  info.size, out.stat().st_size, result.frames,
+                                  result.face_detection.as_dict() if result.face_detection else None)

@@ -1,8 +1,9 @@
 """What can be checked about a request before any work, and what right after the download.
 
 A request that cannot succeed is refused before it costs a download, TTS or model time:
-both URIs parse and name allowed buckets, the output bucket exists and (without overwrite)
-the output object does not, the face box is well formed. Once the input is local (a cheap
+both URIs parse and name allowed buckets, the input object exists within the size limit, the
+output bucket exists and (without overwrite) the output object does not, the face box is
+well formed. Once the input is local (a cheap
 probe, no decode beyond one frame), the box must lie inside the frame and the video must be
 one the voice can be cloned from.
 """
@@ -17,6 +18,8 @@ from .base import LipVideoJob
 def check_request(job: LipVideoJob, storage: Storage) -> None:
     """Raise the error ``job`` deserves, or return: no download, no model."""
     storage.parse(job.input_uri)
+    storage.parse(job.output_uri)
+    storage.check_input(job.input_uri)
     storage.check_output(job.output_uri)
     if job.input_uri == job.output_uri:
         raise BadInputError(f"output_video_gs {job.output_uri} is the input video itself; "

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..lipsync.engine import BoxPlan
 from ..lipsync.face_memo import FaceFeatureMemo
 from ..lipsync.frame_memo import FrameMemo, MemoryBudget
 from ..media import MediaInfo
-from ..types import Audio, FaceBox
+from ..types import Audio
 
 
 @dataclass
@@ -37,8 +38,8 @@ class InputEntry:
     """What the probe found (kind, audio track, size), for the checks of each request."""
     reference: Audio | None = None
     embedding: np.ndarray | None = None
-    boxes: dict[tuple[object, ...], list[FaceBox]] = field(default_factory=dict)
-    """Face boxes per (resize_factor, strategy, detector, pads) combination."""
+    boxes: dict[tuple[object, ...], BoxPlan] = field(default_factory=dict)
+    """Face boxes (and what detection found) per (resize_factor, strategy, detector, pads)."""
     frames: dict[int, FrameMemo] = field(default_factory=dict)
     """Decoded frames per resize factor."""
     faces: dict[int, FaceFeatureMemo] = field(default_factory=dict)

@@ -80,7 +80,8 @@ class OptimizedPipeline:
             with clock.step("upload"):
                 self.storage.upload(out, job.output_uri)
             return LipVideoResult(job.output_uri, self.name, result.frames / result.fps, clock.finish(), hits,
-                                  entry.size, out.stat().st_size, result.frames)
+                                  entry.size, out.stat().st_size, result.frames,
+                                  result.face_detection.as_dict() if result.face_detection else None)
 
     def _input(self, uri: str) -> tuple[InputEntry, MediaInfo]:
         """The input's cache entry (downloaded and probed once per generation) and its probe."""
@@ -133,11 +134,11 @@ class OptimizedPipeline:
         key = (opts.resize_factor, opts.strategy, opts.detector, opts.pads, opts.smooth, opts.keyframe_interval)
         cached = entry.boxes.get(key)
         if cached is not None:
-            return (lambda *_: BoxPlan(cached)), True
+            return (lambda *_: cached), True
 
         def plan(face, info, n_out, o, timer):  # noqa: ANN001, ANN202
             result = self._detect(face, info, n_out, o, timer)
-            entry.boxes[key] = list(result.boxes)
+            entry.boxes[key] = BoxPlan(list(result.boxes), result.report)
             return result
 
         return plan, False

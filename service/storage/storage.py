@@ -10,7 +10,7 @@ import requests
 
 from service.errors import BucketNotAllowedError
 from service.storage.errors import BadURIError
-from service.storage.files import safe_filename
+from service.storage.files import safe_filename, too_large
 from service.storage.gcs import GcsBackend, emulator_endpoint
 from service.storage.info import ObjectInfo
 from service.storage.local import LocalBackend
@@ -77,6 +77,7 @@ class Storage:
         self.local_root = local_root
         self.overwrite = overwrite
         self.allowed_buckets = allowed_buckets
+        self.max_download_bytes = max_download_bytes
         self._gcs = GcsBackend(
             endpoint=emulator_endpoint(emulator_host),
             project=project,
@@ -108,6 +109,14 @@ class Storage:
             raise BucketNotAllowedError(f"{uri}: bucket {loc.bucket!r} is not one this service may use "
                                         "(ALLOWED_BUCKETS); ask its operator which buckets are allowed")
         return loc
+
+    def check_input(self, uri: str) -> ObjectInfo:
+        """The input object's metadata, refused before any download when it is missing or over
+        the download limit."""
+        info = self.stat(uri)
+        if self.max_download_bytes is not None and info.size > self.max_download_bytes:
+            raise too_large(uri, info.size, self.max_download_bytes)
+        return info
 
     def check_output(self, uri: str) -> None:
         """Everything about an output URI that can be known before the work: its form, its
