@@ -107,31 +107,47 @@ def _body(bucket: EmulatorBucket, dst: str) -> dict[str, object]:
             "tts_lang": "en"}
 
 
-def test_kill9_leftovers_are_removed_at_start_and_sigterm_lets_the_render_finish(
+def _get(url: str, path: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"{url}{path}", timeout=60) as r:
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def test_kill9_mid_job_the_job_finishes_after_restart_and_sigterm_lets_renders_finish(
         weights_dir: Path, gcs_emulator: GCSEmulator, gcs_bucket: EmulatorBucket, user_video: bytes,
         tmp_path: Path) -> None:
     work = tmp_path / "work"
     gcs_bucket.put("in.mp4", user_video, "video/mp4")
     pool = concurrent.futures.ThreadPoolExecutor(1)
     with server(weights_dir, gcs_emulator, work, grace_s=120, preload=False) as (proc, url):
-        pending = pool.submit(_post, url, _body(gcs_bucket, "killed.mp4"))
+        req = urllib.request.Request(f"{url}/api/v1/jobs", json.dumps(_body(gcs_bucket, "resumed.mp4") | {
+            "pipeline": "baseline"}).encode(), {"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.status == 202
+            job_id = json.loads(r.read())["job_id"]
         _wait_for(lambda: _request_dirs(work), 60, "the render to start")
         time.sleep(1.0)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        with pytest.raises(OSError):
-            pending.result(timeout=30)
-    assert _request_dirs(work), "kill -9 should have left the request folder behind"
+    left = _request_dirs(work)
+    assert left, "kill -9 should have left the request folder behind"
+    assert not gcs_bucket.exists("resumed.mp4")
 
     with server(weights_dir, gcs_emulator, work, grace_s=120) as (proc, url):
-        assert not _request_dirs(work), "the start-up must remove what the killed process left"
+        # (the resumed job makes a request folder of its own: look for the old ones only)
+        assert not any(p.exists() for p in left), "the start-up must remove what the killed process left"
+        record = _get(url, f"/api/v1/jobs/{job_id}?wait_s=30")
+        while record["status"] in ("queued", "running"):
+            record = _get(url, f"/api/v1/jobs/{job_id}?wait_s=30")
+        assert record["status"] == "succeeded" and record["attempts"] == 2, record
+        assert gcs_bucket.exists("resumed.mp4")
+
         pending = pool.submit(_post, url, _body(gcs_bucket, "graceful.mp4"))
         _wait_for(lambda: _request_dirs(work), 60, "the render to start")
         proc.send_signal(signal.SIGTERM)
         status, body = pending.result(timeout=300)
         assert status == 200, body  # finished within the grace period
         assert proc.wait(timeout=60) in STOPPED_BY_SIGTERM
-    assert gcs_bucket.exists("graceful.mp4") and not gcs_bucket.exists("killed.mp4")
+    assert gcs_bucket.exists("graceful.mp4")
     assert not _request_dirs(work)
 
 

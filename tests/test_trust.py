@@ -265,3 +265,16 @@ def test_start_up_removes_request_folders_of_a_killed_process(tmp_path: Path, we
     assert not stale.exists() and keep.exists()
     assert remove_stale_request_dirs(work) == 0
     assert np.all([not p.name.startswith("req-") for p in work.iterdir()])
+
+
+def test_a_job_belongs_to_the_key_that_made_it(trusted: tuple[TestClient, Path], bucket: EmulatorBucket) -> None:
+    client, _ = trusted
+    bucket.put("junk.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64, "video/mp4")  # fails fast, but is a job
+    r = client.post("/api/v1/jobs", json=_body(bucket, src="junk.mp4", dst="junk-out.mp4"), headers=_auth(CLIENT_KEY))
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=_auth(CLIENT_KEY)).status_code == 200
+    _error(client.get(f"/api/v1/jobs/{job_id}", headers=_auth(OPS_KEY)), 404, "not_found")
+    _error(client.delete(f"/api/v1/jobs/{job_id}", headers=_auth(OPS_KEY)), 404, "not_found")
+    assert job_id not in str(client.get("/api/v1/jobs", headers=_auth(OPS_KEY)).json())
+    _error(client.get(f"/api/v1/jobs/{job_id}"), 401, "unauthorized")
