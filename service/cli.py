@@ -83,6 +83,12 @@ def _convert(args: argparse.Namespace) -> int:
     return run_convert(args, Settings())
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    from .jobs_command import run_jobs
+
+    return run_jobs(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     return run_bench(args.bench_args)
 
@@ -126,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("dir", nargs="?", default=None, help="weights folder (default $WEIGHTS_DIR)")
     ck.add_argument("--verify-hash", action="store_true", help="also compare SHA-256 where known")
     ck.set_defaults(func=_weights_check)
-    fe = wsub.add_parser("fetch", help="download the official checkpoints (resumable, verified)")
+    fe = wsub.add_parser("fetch", help="download the official checkpoints, optional ones and the S3FD face "
+                                       "detector included (resumable, verified)")
     fe.add_argument("--out", default=None, help="weights folder (default $WEIGHTS_DIR)")
-    fe.add_argument("--only", nargs="+", metavar="FILE", help="only these file names")
+    fe.add_argument("--only", nargs="+", metavar="FILE", help="only these file names (default: every file)")
     fe.set_defaults(func=_weights_fetch)
 
     from .sync_command import add_sync_arguments
@@ -148,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     cv = sub.add_parser("convert", help="FreeVC: speak SOURCE speech in the voice of TARGET (audio or video)")
     add_convert_arguments(cv)
     cv.set_defaults(func=_convert)
+
+    from .jobs_command import add_jobs_arguments
+
+    jb = sub.add_parser("jobs", help="submit, follow and cancel jobs of a running service (--url, $LIPSYNC_URL)")
+    add_jobs_arguments(jb)
+    jb.set_defaults(func=_jobs)
 
     b = sub.add_parser("bench", help="end-to-end benchmark: baseline vs optimized (bench/e2e.py)",
                        add_help=False)  # its options, --help included, belong to bench/e2e.py
@@ -176,14 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_bench(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
-    try:
-        settings = load_settings()
-    except SettingsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    for attr in ("out", "dir"):
-        if hasattr(args, attr) and getattr(args, attr) is None:
-            setattr(args, attr, str(settings.weights_dir))
+    if args.command != "jobs":  # a client of a running service: the server's settings are not its own
+        try:
+            settings = load_settings()
+        except SettingsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        for attr in ("out", "dir"):
+            if hasattr(args, attr) and getattr(args, attr) is None:
+                setattr(args, attr, str(settings.weights_dir))
     main_thread = threading.current_thread() is threading.main_thread()  # only it may take signals
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None  # docker stop, kill
     try:

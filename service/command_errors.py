@@ -17,6 +17,18 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
+BAD_INPUT_CODES = frozenset({
+    "invalid_request", "unsupported_media", "no_face", "no_audio", "input_too_large", "not_found",
+    "bucket_not_allowed", "unauthorized", "forbidden", "output_exists", "idempotency_conflict", "job_finished",
+    "webhook_not_allowed"})
+"""The service's error codes (``service/errors.py``) the caller can fix by sending something else."""
+
+
+def exit_code_for_error_code(code: str) -> int:
+    """The exit code for an error ``code`` the service reported (a failed job's): 2 for the
+    caller's input, 1 for the rest (storage, models, busy, interrupted, our bug, unknown codes)."""
+    return EXIT_BAD_INPUT if code in BAD_INPUT_CODES else EXIT_ERROR
+
 
 def report_failure(command: str, e: Exception) -> int:
     """Print ``e`` as one line and return the exit code it deserves."""
