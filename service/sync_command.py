@@ -62,6 +62,8 @@ def run_sync(args: argparse.Namespace, settings: Settings) -> int:
     from .timing import format_table
 
     print(format_table(result.seconds, result.total_s, "lipsync sync: per-stage seconds"), file=sys.stderr)
+    if result.face_detection is not None:
+        print(f"face: {result.face_detection.summary()}", file=sys.stderr)
     print(f"{result.frames} frames at {result.fps:g} fps, {result.width}x{result.height}, "
           f"{result.frames / max(result.total_s, 1e-9):.1f} frames/s -> {result.out_path}")
     return EXIT_OK

@@ -15,6 +15,7 @@ from models import ModelLoadError
 from service.errors import BadInputError, MediaError, NoFaceError
 from service.face import (
     S3FD_FILE,
+    FaceDetection,
     FaceDetector,
     OpenCVCascadeDetector,
     face_boxes,
@@ -189,7 +190,7 @@ class CountingDetector:
     """Wraps a real detector and records the size of every detect() call."""
 
     def __init__(self, inner: FaceDetector) -> None:
-        self.inner, self.name, self.calls = inner, inner.name, []
+        self.inner, self.name, self.min_frame_side, self.calls = inner, inner.name, inner.min_frame_side, []
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[FaceBox | None]:
         self.calls.append(len(frames))
@@ -239,9 +240,9 @@ def test_per_frame_is_official_with_nearest_reuse(frame0: np.ndarray, cascade: O
     expected = official_pad_and_smooth(filled, (270, 480), (0, 10, 0, 0), smooth)
     det = CountingDetector(cascade)
     opener = Opener(frames)
-    assert face_boxes(opener, 12, det, strategy="per-frame", smooth=smooth) == expected
+    assert face_boxes(opener, 12, det, strategy="per-frame", smooth=smooth).boxes == expected
     assert det.calls == [12] and opener.pulled == 12
-    assert face_boxes(frames, 12, cascade, strategy="per-frame", smooth=smooth) == expected
+    assert face_boxes(frames, 12, cascade, strategy="per-frame", smooth=smooth).boxes == expected
 
 
 def test_per_frame_detects_in_chunks(frame0: np.ndarray) -> None:
@@ -252,22 +253,52 @@ def test_per_frame_detects_in_chunks(frame0: np.ndarray) -> None:
     assert det.calls == [16, 16, 8]
 
 
-def test_static_reuses_the_first_face_and_stops_reading(frame0: np.ndarray,
-                                                        cascade: OpenCVCascadeDetector) -> None:
+def test_static_takes_the_first_agreeing_sample_and_stops_at_a_majority(frame0: np.ndarray,
+                                                                        cascade: OpenCVCascadeDetector) -> None:
     frames = make_sequence(frame0, 30, {0, 3})
-    assert sample_indices("static", 30)[:3] == [0, 3, 6]
-    (first_face,) = cascade.detect([frames[6]])
+    assert sample_indices("static", 30) == [0, 7, 14, 22, 29]  # STATIC_SAMPLES spread over the video
+    (first_face,) = cascade.detect([frames[7]])
     det, opener = CountingDetector(cascade), Opener(frames)
-    boxes = face_boxes(opener, 30, det, strategy="static", pads=(1, 10, 2, 3))
-    assert boxes == [pad_box(first_face, (1, 10, 2, 3), 270, 480)] * 30
-    assert det.calls == [1, 1, 1] and opener.pulled == 7
+    found = face_boxes(opener, 30, det, strategy="static", pads=(1, 10, 2, 3))
+    box = pad_box(first_face, (1, 10, 2, 3), 270, 480)
+    assert found.boxes == [box] * 30
+    # frame 0 is blank; 7, 14 and 22 agree: 3 of the 5 samples settle it, frame 29 is never decoded
+    assert det.calls == [1, 1, 1, 1] and opener.pulled == 23
+    assert found.report == FaceDetection("opencv", 4, 3, box)
+
+
+def test_static_refuses_a_video_whose_face_is_mostly_missing(frame0: np.ndarray,
+                                                             cascade: OpenCVCascadeDetector) -> None:
+    frames = make_sequence(frame0, 30, set(range(10, 30)))  # samples 0 and 7 show the face, 14, 22, 29 not
+    with pytest.raises(NoFaceError, match=r"no face found in clip\.mp4 \(5 frames checked with the opencv detector, "
+                                          r"2 with a detection, 2 showing a face .*face_box .*--box TOP"):
+        face_boxes(frames, 30, cascade, strategy="static", source_name="clip.mp4")
+
+
+def test_one_face_among_many_misses_is_not_a_face(frame0: np.ndarray, cascade: OpenCVCascadeDetector) -> None:
+    frames = make_sequence(frame0, 12, set(range(12)) - {5})
+    with pytest.raises(NoFaceError, match="12 frames checked .* 1 with a detection, 1 showing a face"):
+        face_boxes(frames, 12, cascade, strategy="per-frame")
+
+
+def test_per_frame_treats_a_disagreeing_box_as_a_miss(frame0: np.ndarray, cascade: OpenCVCascadeDetector) -> None:
+    frames = make_sequence(frame0, 12, set())
+    frames[6] = np.roll(frames[6], 200, axis=1)  # the face jumps 200 px right for one frame: not the face
+    rects = raw_rects(cascade, frames)
+    assert rects[6] is not None and rects[6][0] - rects[5][0] > 150
+    filled = list(rects)
+    filled[6] = rects[5]  # a miss: the nearest agreeing frame's box (5 and 7 tie: the earlier)
+    expected = official_pad_and_smooth(filled, (270, 480), (0, 10, 0, 0), smooth=True)
+    found = face_boxes(frames, 12, cascade, strategy="per-frame")
+    assert found.boxes == expected
+    assert (found.report.frames_checked, found.report.frames_with_face) == (12, 11)
 
 
 def test_keyframe_interpolates_across_a_miss(frame0: np.ndarray, cascade: OpenCVCascadeDetector) -> None:
     frames = make_sequence(frame0, 12, {5})
     assert sample_indices("keyframe", 12, 5) == [0, 5, 10, 11]
     det, opener = CountingDetector(cascade), Opener(frames)
-    boxes = face_boxes(opener, 12, det, strategy="keyframe", keyframe_interval=5)
+    boxes = face_boxes(opener, 12, det, strategy="keyframe", keyframe_interval=5).boxes
     assert det.calls == [4] and opener.pulled == 12
     k0, k10, k11 = (pad_box(cascade.detect([frames[i]])[0], (0, 10, 0, 0), 270, 480) for i in (0, 10, 11))
     assert boxes[0] == k0 and boxes[10] == k10 and boxes[11] == k11
@@ -279,16 +310,20 @@ def test_keyframe_interpolates_across_a_miss(frame0: np.ndarray, cascade: OpenCV
 
 def test_keyframe_misses_at_the_ends_take_the_nearest(frame0: np.ndarray,
                                                       cascade: OpenCVCascadeDetector) -> None:
-    frames = make_sequence(frame0, 12, {0, 10, 11})
-    boxes = face_boxes(frames, 12, cascade, strategy="keyframe", keyframe_interval=5)
-    (k5,) = cascade.detect([frames[5]])
-    assert boxes == [pad_box(k5, (0, 10, 0, 0), 270, 480)] * 12
+    frames = make_sequence(frame0, 17, {0, 15, 16})  # keyframes 0, 5, 10, 15, 16: the face in 2 of 5
+    with pytest.raises(NoFaceError, match="5 frames checked"):
+        face_boxes(frames, 17, cascade, strategy="keyframe", keyframe_interval=5)
+    frames = make_sequence(frame0, 16, {0, 15})  # keyframes 0, 5, 10, 15: the face in half of them
+    boxes = face_boxes(frames, 16, cascade, strategy="keyframe", keyframe_interval=5).boxes
+    k5, k10 = (pad_box(cascade.detect([frames[i]])[0], (0, 10, 0, 0), 270, 480) for i in (5, 10))
+    assert boxes[:6] == [k5] * 6 and boxes[10:] == [k10] * 6
 
 
 @pytest.mark.parametrize("strategy", ["per-frame", "static", "keyframe"])
 def test_no_face_anywhere_names_the_source(strategy: str, cascade: OpenCVCascadeDetector) -> None:
     blank = [np.zeros((120, 160, 3), np.uint8)] * 25
-    with pytest.raises(NoFaceError, match=r"no face found in clip\.mp4 .*--box TOP BOTTOM LEFT RIGHT"):
+    with pytest.raises(NoFaceError, match=r"no face found in clip\.mp4 \(\d+ frames checked.* 0 with a detection"
+                                          r".*face_box .*--box TOP BOTTOM LEFT RIGHT"):
         face_boxes(blank, 25, cascade, strategy=strategy, source_name="clip.mp4")
 
 
@@ -355,7 +390,11 @@ def test_s3fd_runs_and_respects_the_batch(s3fd_dir: Path, frame0: np.ndarray) ->
     for b in boxes:
         assert b is None or (isinstance(b, FaceBox) and 0 <= b.top < b.bottom <= 96 and 0 <= b.left < b.right <= 160)
     assert S3FDDetector(s3fd_dir / S3FD_FILE, batch_size=3).detect(frames) == boxes
-    assert face_boxes(frames, 3, det, strategy="per-frame")  # usable by the strategies
+    assert det.min_frame_side == 0  # detects on the resized frame, as official
+    try:  # usable by the strategies (generated weights: a face or a refusal)
+        assert face_boxes(frames, 3, det, strategy="per-frame").report.detector == "s3fd"
+    except NoFaceError:
+        pass
 
 
 @needs_face_alignment

@@ -13,13 +13,17 @@ from ..types import FaceBox
 class FaceDetector(Protocol):
     """Finds one face per frame.
 
-    ``detect`` takes BGR uint8 frames ``[H, W, 3]`` (all the same size, already resized by
-    the caller's ``resize_factor``) and returns, per frame, the detector's raw rectangle in
-    pixels of that frame (no pads, clipped to the frame), the most prominent face when there
-    are several, or None when it finds no face.
+    ``detect`` takes BGR uint8 frames ``[H, W, 3]`` (all the same size) and returns, per
+    frame, the detector's raw rectangle in pixels of that frame (no pads, clipped to the
+    frame), the most prominent face when there are several, or None when it finds no face.
+
+    ``min_frame_side``: the shorter frame side (px) from which the detector is reliable; the
+    strategies hand it frames at least that size when the input has the pixels
+    (:mod:`service.face.resolution`), 0 for "any size".
     """
 
     name: str
+    min_frame_side: int
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[FaceBox | None]: ...
 

@@ -19,6 +19,10 @@ CASCADE_FILE = "haarcascade_frontalface_default.xml"
 SCALE_FACTOR = 1.1  # image pyramid step
 MIN_NEIGHBORS = 5  # overlapping hits a detection needs
 MIN_SIZE = 60  # px: smallest face searched, on the frame as given
+# px, shorter frame side to detect at: a face a sixth of the frame high (a talking head) is then
+# MIN_SIZE or more. Below, faces sink to MIN_SIZE: on the 240 px frame of a 720p clip at resize 3
+# the cascade was reported taking background for faces; at 160 px (480p) it misses the face
+RELIABLE_FRAME_SIDE = 360
 
 
 class OpenCVCascadeDetector:
@@ -32,6 +36,7 @@ class OpenCVCascadeDetector:
     """
 
     name = "opencv"
+    min_frame_side = RELIABLE_FRAME_SIDE
 
     def __init__(self, max_side: int | None = None) -> None:
         if max_side is not None and max_side < MIN_SIZE:

@@ -74,6 +74,7 @@ class S3FDDetector:
     """
 
     name = "s3fd"
+    min_frame_side = 0  # official Wav2Lip runs it on the resized frame: keep that
 
     def __init__(self, weights_path: str | Path, device: str | torch.device = "cpu",
                  batch_size: int | None = None, dtype: torch.dtype = torch.float32) -> None:

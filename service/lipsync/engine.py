@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from .face_memo import FaceFeatureMemo
 from .faces import crop_faces, model_input, paste_faces
 from .frames import LoopMode, stream_output_frames
 from .mel import SAMPLE_RATE, mel_windows, output_frame_count, wav2lip_mel, window_starts
+
+if TYPE_CHECKING:
+    from ..face import FaceDetection
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class SyncResult:
     total_s: float = 0.0
     boxes: list[FaceBox] = field(default_factory=list)
     """Distinct face boxes used (one for static or --box); for caching and reports."""
+    face_detection: FaceDetection | None = None
+    """What face detection found (the plan's report)."""
 
 
 FrameSource = Callable[[], Iterator[np.ndarray]]
@@ -88,6 +93,8 @@ class BoxPlan:
     """Face box per source frame index; a single box means "the same for every frame"."""
 
     boxes: Sequence[FaceBox]
+    report: FaceDetection | None = None
+    """What detection found, or ``FaceDetection("none", 0, 0, box)`` for a given box."""
 
     def box(self, source_index: int) -> FaceBox:
         if len(self.boxes) == 1:
@@ -251,7 +258,7 @@ def sync_lips(face: Path, audio: Audio, out_path: Path, model: torch.nn.Module, 
         writer.abort()
         raise
     return SyncResult(out_path, prep.n_out, prep.fps, prep.width, prep.height, audio.duration_s,
-                      timer.seconds(), timer.elapsed(), list(dict.fromkeys(prep.plan.boxes)))
+                      timer.seconds(), timer.elapsed(), list(dict.fromkeys(prep.plan.boxes)), prep.plan.report)
 
 
 def _take_batch(q: queue.Queue[tuple[int, int, np.ndarray] | BaseException | None],

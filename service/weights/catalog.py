@@ -55,8 +55,10 @@ CATALOG: tuple[WeightFile, ...] = (
                (f"{_FREEVC_SPACE}/speaker_encoder/ckpt/pretrained_bak_5805000.pt",
                 "https://github.com/OlaWod/FreeVC/raw/main/speaker_encoder/ckpt/pretrained_bak_5805000.pt"),
                size=17_090_379, required=False),
-    # face-alignment's S3FD detector; the name carries the first 10 hex digits of its SHA-256
-    WeightFile("s3fd-619a316812.pth", "s3fd", "S3FD face detector (face-alignment), optional",
+    # face-alignment's S3FD detector; the name carries the first 10 hex digits of its SHA-256.
+    # `weights fetch` gets it with the rest and `--detector auto` uses it when present; not
+    # required, because OpenCV's cascade detects without any file
+    WeightFile("s3fd-619a316812.pth", "s3fd", "S3FD face detector (face-alignment): --detector auto uses it",
                ("https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
                 "https://huggingface.co/camenduru/Wav2Lip/resolve/main/checkpoints/s3fd-619a316812.pth"),
                sha256="619a31681264d3f7f7fc7a16a42cbbe8b23f31a256f75a366e5a1bcd59b33543",
