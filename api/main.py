@@ -11,7 +11,7 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
@@ -36,7 +36,10 @@ DESCRIPTION = """Lip-sync video generation: a user's video in Cloud Storage plus
 Cloud Storage. Every step is timed in the response and in a "Performance Analysis" log block."""
 
 
-def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None = None,
+               runtime_factory: Callable[[Settings], ServiceRuntime] = ServiceRuntime) -> FastAPI:
+    """The app. Settings come from the environment at start-up unless given; the runtime is
+    built from them by ``runtime_factory`` (the Ray ingress renders on replicas) unless given."""
     metrics = Metrics()
 
     @asynccontextmanager
@@ -48,7 +51,7 @@ def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None 
         except SettingsError as e:
             log.error("%s", e)  # one line naming the variable, then the start fails
             raise
-        rt = runtime or ServiceRuntime(s)
+        rt = runtime or runtime_factory(s)
         app.state.runtime, app.state.keys = rt, keys
         rt.job_listeners.append(metrics.job_finished)
         rt.start()

@@ -105,7 +105,7 @@ async def ready(rt: Runtime, response: Response) -> ReadyResponse:
         return ReadyResponse(ready=True)
     response.status_code = 503
     response.headers["Retry-After"] = "10"
-    reason = "shutting down" if rt.stopping.is_set() else rt.preload_error or "models are loading"
+    reason = "shutting down" if rt.stopping.is_set() else rt.not_ready_reason
     return ReadyResponse(ready=False, reason=reason)
 
 

@@ -16,11 +16,12 @@ from service.storage.uris import MAX_BUCKET_COMPONENT, MAX_BUCKET_WITH_DOTS, MAX
 # The naming rules service/storage/uris.py enforces, so that a URI the schema allows is one the
 # service parses (tests/test_openapi_contract.py checks the two agree). Bucket: 3-63 of
 # [a-z0-9_-], or dot-separated parts of 1-63 and 222 in all; starting and ending with a letter
-# or digit; not goog*, *google* or an IPv4 address.
+# or digit; not goog*, *google* or an IPv4 address. Only negative look-aheads: generating
+# strings for a positive one takes Schemathesis minutes.
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _BUCKET = (rf"(?!goog)(?![a-z0-9._-]*google)(?!{_OCTET}(\.{_OCTET}){{3}}/)"
            rf"([a-z0-9][a-z0-9_-]{{1,{MAX_BUCKET_COMPONENT - 2}}}[a-z0-9]"
-           rf"|(?=[a-z0-9._-]{{3,{MAX_BUCKET_WITH_DOTS}}}/)[a-z0-9][a-z0-9_-]{{0,{MAX_BUCKET_COMPONENT - 1}}}"
+           rf"|(?![a-z0-9._-]{{{MAX_BUCKET_WITH_DOTS + 1}}})[a-z0-9][a-z0-9_-]{{0,{MAX_BUCKET_COMPONENT - 1}}}"
            rf"(\.[a-z0-9_-]{{1,{MAX_BUCKET_COMPONENT}}})*\.[a-z0-9_-]{{0,{MAX_BUCKET_COMPONENT - 1}}}[a-z0-9])")
 # Object: 1-1024 characters (the limit is 1024 bytes of UTF-8: longer non-ASCII names are a
 # declared 422), no control characters, not '.' or '..', not a folder (ending in '/'), not
@@ -96,7 +97,8 @@ class LipVideoResponse(BaseModel):
         "cache_hits": {"tts": False, "speaker_embedding": True, "face_boxes": True, "frames": True},
         "face_detection": {"detector": "s3fd", "frames_checked": 5, "frames_with_face": 5,
                            "box": [120, 310, 402, 560]},
-        "request_id": "3f2a9c1e0b7d4a21"}]})
+        "request_id": "3f2a9c1e0b7d4a21", "job_id": "job_5b0c3f6e9d2a4f7e8c1b0a9d8e7f6a5b",
+        "served_by": "render-7f9c:4121"}]})
 
     output_video_gs: str
     pipeline: Literal["optimized", "baseline"]
@@ -106,6 +108,7 @@ class LipVideoResponse(BaseModel):
     face_detection: FaceDetectionReport | None = None
     request_id: str
     job_id: str | None = Field(default=None, description="the job that rendered it (GET /api/v1/jobs/{job_id})")
+    served_by: str | None = Field(default=None, description="the process or Ray Serve replica that rendered it")
 
 
 class ErrorBody(BaseModel):
