@@ -33,11 +33,13 @@ COPY pyproject.toml README.md ./
 COPY api ./api
 COPY service ./service
 COPY models ./models
+# EXTRAS=[cluster] adds Ray Serve (`lipsync serve --ray`, the KubeRay image); empty: the embedded service
+ARG EXTRAS=""
 # torch 2.13 with CUDA from the PyTorch index, then the project; face-alignment and
 # resemblyzer without their dependency lists (they would pull opencv-python 5 / webrtcvad)
 RUN uv venv /opt/venv --python 3.11 \
     && uv pip install --python /opt/venv/bin/python --index-url https://download.pytorch.org/whl/cu128 torch==2.13.0 \
-    && uv pip install --python /opt/venv/bin/python . \
+    && uv pip install --python /opt/venv/bin/python ".${EXTRAS}" \
     && uv pip install --python /opt/venv/bin/python --no-deps face-alignment==1.5.0 resemblyzer==0.1.4
 
 RUN useradd --create-home --uid 10001 lipsync \

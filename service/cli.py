@@ -83,6 +83,12 @@ def _convert(args: argparse.Namespace) -> int:
     return run_convert(args, Settings())
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serve_command import run_serve
+
+    return run_serve(args, load_settings())
+
+
 def _jobs(args: argparse.Namespace) -> int:
     from .jobs_command import run_jobs
 
@@ -155,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     cv = sub.add_parser("convert", help="FreeVC: speak SOURCE speech in the voice of TARGET (audio or video)")
     add_convert_arguments(cv)
     cv.set_defaults(func=_convert)
+
+    from .serve_command import add_serve_arguments
+
+    sv = sub.add_parser("serve", help="serve the HTTP API: embedded (uvicorn) or on Ray Serve (--ray)")
+    add_serve_arguments(sv)
+    sv.set_defaults(func=_serve)
 
     from .jobs_command import add_jobs_arguments
 

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models import ModelLoadError
@@ -19,12 +20,13 @@ from models import ModelLoadError
 from .bundle import ModelBundle, load_bundle
 from .concurrency import DeviceGate
 from .errors import ModelsUnavailableError, ServerBusyError, WebhookNotAllowedError
-from .jobs.queue import JobQueue
+from .jobs.queue import Execute, JobQueue
 from .jobs.records import JobRecord
-from .jobs.store import make_job_store
+from .jobs.store import NO_STORE, make_job_store
 from .jobs.webhooks import EVENTS, check_webhook_url, deliver
 from .logs import request_id
 from .pipelines import LipVideoJob, LipVideoResult, Pipeline
+from .pipelines.artefacts import ArtefactStore
 from .pipelines.checks import check_request
 from .pipelines.common import ProgressReport, StopCheck, remove_stale_request_dirs
 from .pipelines.report import log_performance, result_json
@@ -38,7 +40,15 @@ log = logging.getLogger(__name__)
 
 
 class ServiceRuntime:
-    def __init__(self, settings: Settings) -> None:
+    """``remote(runtime)``: makes the executor that runs a job's render somewhere else (a Ray
+    Serve renderer) instead of in this process, ``workers`` jobs at once; ``readiness`` then
+    says whether that is ready (None when ready, else why not). ``jobs=False``: a process that
+    only renders (a replica)."""
+
+    def __init__(self, settings: Settings, *, remote: Callable[[ServiceRuntime], Execute] | None = None,
+                 workers: int = 1,
+                 readiness: Callable[[], str | None] | None = None, jobs: bool = True,
+                 served_by: str | None = None) -> None:
         from .tts import TextToSpeech
 
         self.settings = settings
@@ -59,16 +69,17 @@ class ServiceRuntime:
         self.stopping = threading.Event()
         """Set on shutdown: no new renders; running ones stop once ``interrupting`` is set."""
         self.interrupting = threading.Event()
+        self._readiness = readiness
         # a killed process (kill -9, OOM) leaves its per-request folders behind: no request of
         # this process owns them yet
         removed = remove_stale_request_dirs(settings.work_dir)
         if removed:
             log.warning("removed %d request folder(s) left by an earlier process in %s", removed, settings.work_dir)
-        self.served_by = f"{socket.gethostname()}:{os.getpid()}"
-        self.jobs = JobQueue(make_job_store(settings.job_store, settings.work_dir, self.storage.gcs), self.execute,
-                             served_by=self.served_by, max_queued=settings.max_queued_jobs,
-                             max_attempts=settings.job_max_attempts, ttl_s=settings.job_ttl_s,
-                             on_finished=self._job_finished)
+        self.served_by = served_by or f"{socket.gethostname()}:{os.getpid()}"
+        self.jobs = JobQueue(make_job_store(settings.job_store, settings.work_dir, self.storage.gcs) if jobs
+                             else NO_STORE, remote(self) if remote else self.execute, served_by=self.served_by,
+                             max_queued=settings.max_queued_jobs, max_attempts=settings.job_max_attempts,
+                             ttl_s=settings.job_ttl_s, on_finished=self._job_finished, workers=workers)
         self.job_listeners: list[Callable[[JobRecord], None]] = []
         """Called with every finished job (after its webhook): metrics hang here."""
 
@@ -78,7 +89,15 @@ class ServiceRuntime:
 
     @property
     def ready(self) -> bool:
+        if self._readiness is not None:
+            return self._readiness() is None
         return self._optimized is not None
+
+    @property
+    def not_ready_reason(self) -> str:
+        if self._readiness is not None:
+            return self._readiness() or ""
+        return self.preload_error or "models are loading"
 
     def preload(self) -> ModelBundle:
         """Load and warm the bundle once (later calls return it at once). A failure is kept
@@ -106,7 +125,9 @@ class ServiceRuntime:
                                  resize_factor=s.resize_factor, strategy=s.face_strategy,
                                  batch_size=s.wav2lip_batch_size, preset=s.x264_preset,
                                  input_cache_entries=s.input_cache_entries,
-                                 frame_cache_bytes=s.frame_cache_mb * 1024 * 1024)
+                                 frame_cache_bytes=s.frame_cache_mb * 1024 * 1024,
+                                 artefacts=ArtefactStore(s.cache_store, s.work_dir, self.storage.gcs,
+                                                         namespace=_models_tag(bundle, s.weights_dir)))
 
     def pipeline(self, optimized: bool) -> Pipeline:
         if optimized:
@@ -154,10 +175,10 @@ class ServiceRuntime:
         created for a request that can run. (record, created)."""
         if self.stopping.is_set():
             raise ServerBusyError("the service is shutting down; retry on another instance", 5)
-        self.check(self._render_job(request, rid))
-        if not self.ready and self.preload_error is not None:
+        if not self.ready and self.preload_error is not None:  # first: nothing else matters then
             raise ModelsUnavailableError(f"the models could not be loaded ({self.preload_error}); "
                                          "an operator must fix the weights and restart the service")
+        self.check(self._render_job(request, rid))
         if webhook_url is not None:
             if not self.settings.webhook_secret:
                 raise WebhookNotAllowedError("this service has no WEBHOOK_SECRET to sign webhooks with, so it "
@@ -173,7 +194,7 @@ class ServiceRuntime:
             result = self.run(self._render_job(record.request, record.request_id), record.pipeline == "optimized",
                               should_stop=should_stop, progress=progress)
             log_performance(result, record.owner)
-            return result_json(result, record.request_id) | {"job_id": record.job_id}
+            return result_json(result, record.request_id) | {"job_id": record.job_id, "served_by": self.served_by}
         finally:
             request_id.reset(token)
 
@@ -207,3 +228,13 @@ class ServiceRuntime:
 
     def close(self) -> None:
         self.storage.close()
+
+
+def _models_tag(bundle: ModelBundle, weights_dir: Path) -> str:
+    """What shared artefacts depend on: the speaker encoder's and the face detector's files
+    (name and size), so a store shared across deployments never mixes models."""
+    from .face import S3FD_FILE
+
+    speaker = next((t.file for t in bundle.timings if t.name == "speaker"), "packaged")
+    files = [Path(speaker), weights_dir / S3FD_FILE]
+    return ";".join(f"{p.name}:{p.stat().st_size if p.is_file() else '-'}" for p in files)

@@ -116,6 +116,14 @@ class Settings(BaseSettings):
     """Hosts a webhook may name even when plain http or a private address (e.g. an internal
     receiver)."""
 
+    cache_store: str | None = None
+    """Speaker embeddings and face boxes per input generation, and TTS audio, shared by every
+    process that renders: a folder (default ``$WORK_DIR/cache``) or ``gs://bucket/prefix``."""
+    # ---- scale -------------------------------------------------------------------------------
+    ray_address: str | None = None
+    """``lipsync serve --ray`` joins this Ray cluster (``ray://host:10001`` or ``auto``);
+    unset: it starts a local one."""
+
     @field_validator("admin_keys", "allowed_buckets", "webhook_allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, v: object) -> object:

@@ -44,8 +44,17 @@ class JobFinishedError(ConflictError):
     code = "job_finished"
 
 
+class RendererLostError(ServiceError):
+    """The process rendering the job died mid-job (a lost replica): the job is retried
+    elsewhere, ``attempts`` + 1, up to ``max_attempts``."""
+
+    code = "interrupted"
+    http_status = 503
+
+
 class JobQueue:
-    """A bounded FIFO of jobs run by one worker thread with ``execute``.
+    """A bounded FIFO of jobs run by ``workers`` threads with ``execute`` (one per device or
+    replica: each runs one job at a time, in submission order).
 
     ``on_finished(record)`` is called (in a thread of its own) for every terminal record:
     webhooks and metrics hang there.
@@ -53,7 +62,7 @@ class JobQueue:
 
     def __init__(self, store: JobStore, execute: Execute, *, served_by: str, max_queued: int = 100,
                  max_attempts: int = 3, ttl_s: float = 7 * 24 * 3600,
-                 on_finished: Callable[[JobRecord], None] | None = None) -> None:
+                 on_finished: Callable[[JobRecord], None] | None = None, workers: int = 1) -> None:
         self.store, self.execute, self.served_by = store, execute, served_by
         self.max_queued, self.max_attempts, self.ttl_s = max_queued, max_attempts, ttl_s
         self.on_finished = on_finished
@@ -64,7 +73,8 @@ class JobQueue:
         self._cancel: dict[str, threading.Event] = {}
         self._stopping = threading.Event()
         self._interrupt = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+        self._n_workers = workers
         self._last_purge = 0.0
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -77,8 +87,10 @@ class JobQueue:
         if resumed or failed:
             log.warning("jobs from an earlier process in %s: %d queued again, %d failed after %d attempts",
                         self.store.where, resumed, failed, self.max_attempts)
-        self._worker = threading.Thread(target=self._run, name="job-runner", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._run, name=f"job-runner-{i}", daemon=True)
+                         for i in range(self._n_workers)]
+        for worker in self._workers:
+            worker.start()
 
     def _resume(self, record: JobRecord) -> str:
         """Take one stored record back (lock held): ``expired``, ``kept``, ``queued`` or ``failed``."""
@@ -114,13 +126,15 @@ class JobQueue:
         with self._lock:
             self._lock.notify_all()
         interrupted = False
-        if self._worker is not None:
-            self._worker.join(grace_s)
-            if self._worker.is_alive():
-                log.warning("shutdown: the running job is still going after %.0f s; interrupting it", grace_s)
-                interrupted = True
-                self._interrupt.set()
-                self._worker.join()
+        deadline = time.monotonic() + grace_s
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if any(w.is_alive() for w in self._workers):
+            log.warning("shutdown: running jobs are still going after %.0f s; interrupting them", grace_s)
+            interrupted = True
+            self._interrupt.set()
+            for worker in self._workers:
+                worker.join()
         with self._lock:
             for job_id in [j for j in self._waiting if not self._records[j].detached]:
                 self._waiting.remove(job_id)
@@ -243,6 +257,17 @@ class JobQueue:
 
         try:
             result = self.execute(record.copy(), progress, should_stop)
+        except RendererLostError as e:
+            with self._lock:
+                if record.attempts < self.max_attempts and not cancel.is_set():
+                    log.warning("job %s: %s; retrying (attempt %d of %d)", record.job_id, e, record.attempts + 1,
+                                self.max_attempts)
+                    record.status, record.progress = "queued", {"step": "queued", "fraction": 0.0}
+                    self.store.put(record)
+                    self._waiting.appendleft(record.job_id)  # it was first in line: it stays first
+                    self._lock.notify_all()
+                else:
+                    self._finish(record, "canceled" if cancel.is_set() else "failed", error=e)
         except InterruptedJobError as e:
             with self._lock:
                 if cancel.is_set():
@@ -264,6 +289,7 @@ class JobQueue:
                     f"internal error ({type(e).__name__}); the job id identifies it in the server log"))
         else:
             with self._lock:
+                record.served_by = result.get("served_by", record.served_by)
                 self._finish(record, "succeeded", result=result)
         finally:
             self._cancel.pop(record.job_id, None)

@@ -94,6 +94,24 @@ class GcsJobStore:
                     yield record
 
 
+class _NoStore:
+    """For a process that renders but keeps no jobs (a Ray Serve renderer replica)."""
+
+    where = "(none)"
+
+    def put(self, record: JobRecord) -> None:
+        pass
+
+    def delete(self, job_id: str) -> None:
+        pass
+
+    def load_all(self) -> Iterator[JobRecord]:
+        return iter(())
+
+
+NO_STORE: JobStore = _NoStore()
+
+
 def _parse(raw: bytes, where: str) -> JobRecord | None:
     try:
         return JobRecord.from_json(raw)

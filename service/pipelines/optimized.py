@@ -19,7 +19,9 @@ from ..media import MediaInfo, iter_frames, probe, read_audio
 from ..storage import Storage
 from ..timing import StageTimer
 from ..tts import TextToSpeech
+from ..types import Audio
 from ..voice import VoiceConverter
+from .artefacts import ArtefactStore
 from .base import LipVideoJob, LipVideoResult
 from .checks import check_input
 from .common import ProgressReport, StepClock, StopCheck, in_callers_terms, request_dir
@@ -34,10 +36,11 @@ class OptimizedPipeline:
     def __init__(self, bundle: ModelBundle, storage: Storage, tts: TextToSpeech, voice: VoiceConverter,
                  work_dir: Path, weights_dir: Path, resize_factor: int = 3, strategy: str = "static",
                  batch_size: int = 0, preset: str = "veryfast", input_cache_entries: int = 16,
-                 frame_cache_bytes: int = 1024 * 1024 * 1024) -> None:
+                 frame_cache_bytes: int = 1024 * 1024 * 1024, artefacts: ArtefactStore | None = None) -> None:
         self.bundle, self.storage, self.tts, self.voice = bundle, storage, tts, voice
         self.work_dir = work_dir
         self.inputs = InputCache(work_dir / "inputs", input_cache_entries)
+        self.artefacts = artefacts
         self.frame_budget = MemoryBudget(frame_cache_bytes)
         self.resize_factor, self.strategy, self.preset = resize_factor, strategy, preset
         cuda = bundle.device.type == "cuda"
@@ -53,20 +56,25 @@ class OptimizedPipeline:
                 entry, media = self._input(job.input_uri)
                 check_input(job, media, job.resize_factor or self.resize_factor)
             with clock.step("tts"):
-                speech, hits["tts"] = self.tts.synthesize_speech(job.text, job.lang, engine=job.tts_engine)
+                speech, hits["tts"] = self._speech(job)
             with clock.step("voice_conversion"), in_callers_terms(entry.video, job.input_uri):
                 if entry.reference is None:
                     entry.reference = read_audio(entry.video, 16000)
+                if entry.embedding is None and self.artefacts is not None:
+                    entry.embedding = self.artefacts.embedding(entry.key)  # another process made it
+                    hits["speaker_embedding"] = entry.embedding is not None
+                elif entry.embedding is not None:
+                    hits["speaker_embedding"] = True
                 if entry.embedding is None:
                     entry.embedding, _ = self.voice.speaker_embedding(entry.reference)
-                else:
-                    hits["speaker_embedding"] = True
+                    if self.artefacts is not None:
+                        self.artefacts.put_embedding(entry.key, entry.embedding)
                 voiced = self.voice.convert_with_embedding(speech, entry.embedding)
             opts = SyncOptions(strategy=self.strategy, box=job.face_box,  # type: ignore[arg-type]
                                resize_factor=job.resize_factor or self.resize_factor,
                                batch_size=self.batch_size, preset=self.preset)
-            planner, hits["face_boxes"] = self._planner(entry, opts)
             memo = self._frames(entry, opts.resize_factor)
+            planner, hits["face_boxes"] = self._planner(entry, opts, memo)
             self._make_room(entry, memo, opts.resize_factor)
             hits["frames"] = len(memo) > 0
             out = tmp / "output.mp4"
@@ -82,6 +90,19 @@ class OptimizedPipeline:
             return LipVideoResult(job.output_uri, self.name, result.frames / result.fps, clock.finish(), hits,
                                   entry.size, out.stat().st_size, result.frames,
                                   result.face_detection.as_dict() if result.face_detection else None)
+
+    def _speech(self, job: LipVideoJob) -> tuple[Audio, bool]:
+        """TTS audio: this process's cache, then the shared store, then the engine."""
+        engine = (job.tts_engine or self.tts.default_engine).lower()
+        text_key = f"{engine}|{job.lang}|{job.text}"
+        if self.artefacts is not None:
+            shared = self.artefacts.speech(text_key)
+            if shared is not None:
+                return shared, True
+        speech, hit = self.tts.synthesize_speech(job.text, job.lang, engine=job.tts_engine)
+        if self.artefacts is not None and not hit:
+            self.artefacts.put_speech(text_key, speech)
+        return speech, hit
 
     def _input(self, uri: str) -> tuple[InputEntry, MediaInfo]:
         """The input's cache entry (downloaded and probed once per generation) and its probe."""
@@ -128,17 +149,24 @@ class OptimizedPipeline:
             return None
         return entry.faces.setdefault(resize_factor, FaceFeatureMemo(self.frame_budget))
 
-    def _planner(self, entry: InputEntry, opts: SyncOptions):  # noqa: ANN202 - a BoxPlanner
+    def _planner(self, entry: InputEntry, opts: SyncOptions, memo: FrameMemo):  # noqa: ANN202 - a BoxPlanner
         if opts.box is not None:
             return self._detect, False
         key = (opts.resize_factor, opts.strategy, opts.detector, opts.pads, opts.smooth, opts.keyframe_interval)
         cached = entry.boxes.get(key)
+        if cached is None and self.artefacts is not None:
+            cached = self.artefacts.boxes(entry.key, key)  # detected by another process
+            if cached is not None:
+                entry.boxes[key] = cached
         if cached is not None:
             return (lambda *_: cached), True
 
         def plan(face, info, n_out, o, timer):  # noqa: ANN001, ANN202
-            result = self._detect(face, info, n_out, o, timer)
+            # detection reads the frames through the memo: the render then replays them
+            result = self._detect(face, info, n_out, o, timer, resized=memo.open)
             entry.boxes[key] = BoxPlan(list(result.boxes), result.report)
+            if self.artefacts is not None:
+                self.artefacts.put_boxes(entry.key, key, entry.boxes[key])
             return result
 
         return plan, False
