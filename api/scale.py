@@ -27,15 +27,16 @@ from .main import create_app
 @serve.deployment(name="Ingress", max_ongoing_requests=1000)
 @serve.ingress()
 class Ingress:
-    def __init__(self, renderer: DeploymentHandle, workers: int, settings: dict[str, Any]) -> None:
-        self.renderer, self.workers = renderer, workers
+    def __init__(self, renderer: DeploymentHandle, workers: int, settings: dict[str, Any],
+                 affinity: bool = True) -> None:
+        self.renderer, self.workers, self.affinity = renderer, workers, affinity
         self.settings = Settings(**settings).model_copy(update={"preload_models": False})
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.settings, runtime_factory=self._runtime)
 
     def _runtime(self, settings: Settings) -> ServiceRuntime:
-        return ServiceRuntime(settings, remote=lambda rt: RemoteRenders(self.renderer, rt.storage),
+        return ServiceRuntime(settings, remote=lambda rt: RemoteRenders(self.renderer, rt.storage, self.affinity),
                               workers=self.workers, readiness=lambda: renderer_readiness(APP_NAME),
                               served_by="ingress")
 
@@ -44,7 +45,7 @@ def build_application(plan: ReplicaPlan, settings: Settings | None = None) -> Ap
     """The Ingress, running ``plan.most`` renders at once, bound to the Renderer deployment."""
     settings_json = (settings or load_settings()).model_dump(mode="json")
     renderer = Renderer.options(**plan.renderer_options()).bind(settings_json)
-    return Ingress.bind(renderer, plan.most, settings_json)
+    return Ingress.bind(renderer, plan.most, settings_json, plan.affinity)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -28,6 +28,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--gpus-per-replica", type=float, default=None, metavar="G",
                    help="GPUs per renderer (default 1 when CUDA is visible, else 0)")
     r.add_argument("--cpus-per-replica", type=float, default=1.0, metavar="C", help="CPUs per renderer (default 1)")
+    r.add_argument("--no-affinity", action="store_true",
+                   help="route renders without regard to which replica holds the input (to measure affinity)")
     r.add_argument("--num-cpus", type=int, default=None, metavar="N",
                    help="CPUs of the local cluster (default: all); ignored with --address")
 
@@ -57,7 +59,7 @@ def _serve_ray(args: argparse.Namespace, settings: Settings) -> int:
     plan = ReplicaPlan(replicas=args.replicas if args.replicas is not None or args.min_replicas is not None
                        or args.max_replicas is not None else 1,
                        min_replicas=args.min_replicas, max_replicas=args.max_replicas,
-                       gpus_per_replica=gpus, cpus_per_replica=args.cpus_per_replica)
+                       gpus_per_replica=gpus, cpus_per_replica=args.cpus_per_replica, affinity=not args.no_affinity)
     address = args.address or settings.ray_address
     ray.init(address=address, num_cpus=None if address else args.num_cpus, include_dashboard=False,
              log_to_driver=True)

@@ -19,6 +19,8 @@ class ReplicaPlan:
     max_replicas: int | None = None
     gpus_per_replica: float = 0.0
     cpus_per_replica: float = 1.0
+    affinity: bool = True
+    """Route each render by its input's cache key (off only to measure what affinity buys)."""
 
     def __post_init__(self) -> None:
         auto = self.min_replicas is not None or self.max_replicas is not None
@@ -56,3 +58,4 @@ class ReplicaPlan:
     def as_args(self) -> dict[str, Any]:
         """The builder's ``args`` in a Serve config (``api.scale:app_builder``)."""
         return {k: v for k, v in self.__dict__.items() if v is not None}
+

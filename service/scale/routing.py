@@ -27,17 +27,19 @@ LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
 
 
 class RemoteRenders:
-    def __init__(self, renderer: DeploymentHandle, storage: Storage) -> None:
-        self.renderer, self.storage = renderer, storage
+    def __init__(self, renderer: DeploymentHandle, storage: Storage, affinity: bool = True) -> None:
+        self.renderer, self.storage, self.affinity = renderer, storage, affinity
 
     def input_key(self, uri: str) -> str:
         """The input's cache key: URI + generation, as the replica's input cache keys it."""
         return InputCache.key(uri, self.storage.stat(uri).generation)
 
     def __call__(self, record: JobRecord, progress: Progress, should_stop: Any) -> dict[str, Any]:
-        key = self.input_key(record.request["user_video_gs"])
+        handle = self.renderer
+        if self.affinity:
+            handle = handle.options(multiplexed_model_id=self.input_key(record.request["user_video_gs"]))
         progress("rendering", 0.0)
-        response = self.renderer.options(multiplexed_model_id=key).render.remote({"json": record.to_json().decode()})
+        response = handle.render.remote({"json": record.to_json().decode()})
         try:
             while True:
                 try:
