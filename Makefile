@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 SYSTEM_PACKAGES := espeak-ng
 DEMO_DIR := .demo
+# one line per package pip fetches (and its errors), instead of silence or pages of notices
+PIP_PROGRESS := awk '/^(Collecting|Successfully|ERROR)/ {print; fflush()}'
 
 .PHONY: demo test setup system-packages clean
 
@@ -24,9 +26,10 @@ system-packages:
 
 $(STAMP): pyproject.toml | system-packages
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> Python dependencies into $(VENV)/ (first time: a few minutes; pip shows each package)"
 	# torch first and pinned: the local CPU wheel, not gigabytes of CUDA
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	set -o pipefail; $(BIN)/pip install --progress-bar off torch==2.13.0 2>&1 | $(PIP_PROGRESS)
+	set -o pipefail; $(BIN)/pip install --progress-bar off -e '.[dev]' 2>&1 | $(PIP_PROGRESS)
 	# data dependency only (its packaged speaker-encoder weights); its webrtcvad dependency
 	# does not import on modern setuptools and the product never imports resemblyzer
 	$(BIN)/pip install -q --no-deps resemblyzer==0.1.4

@@ -1,4 +1,5 @@
-"""``lipsync``: the command line of the service (weights management, demo, and later sync)."""
+"""``lipsync``: the command line of the service: lip-sync, speech, voice conversion, the HTTP
+service (embedded or on Ray Serve), its jobs, weights, the demo, the benchmark and dev tools."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ from types import FrameType
 
 from .command_errors import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
 from .logs import configure_logging
-from .settings import Settings, SettingsError, load_settings
+from .settings import SettingsError, load_settings
 
 
 def _weights_make_test(args: argparse.Namespace) -> int:
@@ -68,25 +69,31 @@ def _weights_fetch(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from .sync_command import run_sync
 
-    return run_sync(args, Settings())
+    return run_sync(args, args.settings)
 
 
 def _speak(args: argparse.Namespace) -> int:
     from .speak_command import run_speak
 
-    return run_speak(args, Settings())
+    return run_speak(args, args.settings)
 
 
 def _convert(args: argparse.Namespace) -> int:
     from .convert_command import run_convert
 
-    return run_convert(args, Settings())
+    return run_convert(args, args.settings)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from .serve_command import run_serve
 
-    return run_serve(args, load_settings())
+    return run_serve(args, args.settings)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from .dev_command import run_dev
+
+    return run_dev(args)
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -179,9 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to bench/e2e.py (see --help there)")
     b.set_defaults(func=_bench)
 
-    d = sub.add_parser("demo", help="offline demo with generated weights: load, warm up, report")
-    d.add_argument("--work-dir", default=".demo", help="where generated weights and outputs go")
-    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    from .dev_command import add_dev_arguments
+
+    dv = sub.add_parser("dev", help="tools for trying the service locally: `lipsync dev gcs` (a GCS emulator)")
+    add_dev_arguments(dv)
+    dv.set_defaults(func=_dev)
+
+    d = sub.add_parser("demo", help="offline demo with generated weights: load, warm up, report",
+                       description="The main job, offline: generated (untrained) weights, a generated user video "
+                                   "in a local GCS emulator, the real HTTP service, two requests (a new video, "
+                                   "then a repeat that hits the caches); writes <work-dir>/demo_lipsync.mp4.")
+    d.add_argument("--work-dir", default=".demo", help="where generated weights and outputs go (default .demo)")
+    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
     d.set_defaults(func=_demo)
     return p
 
@@ -200,13 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:  # argparse would claim the script's own options (--help, --repeat ...)
         return run_bench(argv[1:])
     args = build_parser().parse_args(argv)
-    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
-    if args.command != "jobs":  # a client of a running service: the server's settings are not its own
+    level = logging.DEBUG if args.verbose else logging.INFO
+    configure_logging(level)
+    if args.command not in ("jobs", "dev"):  # a client of a running service: the server's settings are not its own
         try:
             settings = load_settings()
         except SettingsError as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        configure_logging(level, settings.log_format)
+        if getattr(args, "weights_dir", None):  # --weights-dir wins over $WEIGHTS_DIR
+            settings = settings.model_copy(update={"weights_dir": Path(args.weights_dir).expanduser().resolve()})
+        args.settings = settings
         for attr in ("out", "dir"):
             if hasattr(args, attr) and getattr(args, attr) is None:
                 setattr(args, attr, str(settings.weights_dir))

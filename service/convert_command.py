@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .command_args import add_weights_dir
 from .command_errors import EXIT_OK, report_failure
 from .errors import BadInputError
 from .settings import Settings, model_dtype, resolve_device
@@ -33,6 +34,7 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output .wav (mono PCM16, written atomically)")
     p.add_argument("--config", default=None, choices=CONFIGS, help="FreeVC model (default $FREEVC_CONFIG or freevc)")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="default $DEVICE or auto")
+    add_weights_dir(p)
     p.add_argument("--noise-scale", type=float, default=NOISE_SCALE,
                    help=f"prior noise scale (default {NOISE_SCALE:g}, the official; 0 = deterministic)")
     p.add_argument("--seed", type=int, default=None, help="seed the noise: the same inputs give the same output")

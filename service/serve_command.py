@@ -8,6 +8,7 @@ import threading
 
 import torch
 
+from .command_args import add_weights_dir
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    add_weights_dir(p)
     p.add_argument("--ray", action="store_true", help="serve through Ray Serve: an ingress plus renderer replicas")
     r = p.add_argument_group("Ray Serve (with --ray)")
     r.add_argument("--address", default=None, help="Ray cluster to join (default $RAY_ADDRESS; unset: start a "

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .command_args import add_weights_dir
 from .command_errors import EXIT_OK, report_failure
 from .errors import BadInputError
 from .settings import Settings, lipsync_dtype, resolve_device
@@ -24,15 +25,18 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output .mp4 (written atomically)")
     p.add_argument("--box", type=int, nargs=4, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                    help="face box for every frame: skips detection (as the official --box)")
-    p.add_argument("--wav2lip", default=None, help="checkpoint (default $WEIGHTS_DIR/wav2lip_gan.pth)")
+    p.add_argument("--wav2lip", default=None, help="checkpoint (default <weights dir>/wav2lip_gan.pth)")
+    add_weights_dir(p)
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="default $DEVICE or auto")
     p.add_argument("--detector", default="auto", choices=["auto", "opencv", "s3fd"],
                    help="auto: s3fd when its weights are in $WEIGHTS_DIR, else opencv")
     p.add_argument("--strategy", default="static", choices=["per-frame", "static", "keyframe"],
                    help="static: detect once and reuse (default); per-frame: official; keyframe: every N")
-    p.add_argument("--keyframe-interval", type=int, default=10, metavar="N")
+    p.add_argument("--keyframe-interval", type=int, default=10, metavar="N",
+                   help="keyframe strategy: detect every N frames, interpolate between (default 10)")
     p.add_argument("--resize-factor", type=int, default=1, metavar="N",
-                   help="downscale frames by N first, as the official --resize_factor")
+                   help="downscale frames by N first, as the official --resize_factor; the output has "
+                        "that size (default 1: the input's size)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="Wav2Lip batch (default 16 on CPU, 128 on GPU; official 128)")
     p.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("T", "B", "L", "R"),
@@ -44,9 +48,10 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paste-round", action="store_true", help="round instead of truncating (not official)")
     p.add_argument("--blend", type=float, default=0.0, help="feather the pasted box edges (0 = official)")
     p.add_argument("--max-pixels", type=int, default=3840 * 2160, help="refuse larger frames")
-    p.add_argument("--codec", default="auto", choices=["auto", "libx264", "h264_nvenc"])
+    p.add_argument("--codec", default="auto", choices=["auto", "libx264", "h264_nvenc"],
+                   help="H.264 encoder (auto: NVENC when a GPU has it, else libx264)")
     p.add_argument("--preset", default="veryfast", help="x264 preset (ultrafast … veryslow)")
-    p.add_argument("--crf", type=int, default=20)
+    p.add_argument("--crf", type=int, default=20, help="x264 quality: lower is better and bigger (default 20)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="Wav2Lip precision (auto: fp32 on CPU, fp16 on GPU; bf16 is faster on CPUs with "
                         "native bf16 but not bit-faithful)")

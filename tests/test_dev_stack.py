@@ -58,3 +58,35 @@ def test_compose_turns_keys_and_bucket_limits_on() -> None:
     keys = KeyRing.load(ROOT / "dev" / "api-keys.txt", frozenset({env["ADMIN_KEYS"]}))
     assert keys.identify("Bearer dev-key-change-me") == "dev"
     assert (ROOT / "dev" / "gcs-seed" / env["ALLOWED_BUCKETS"]).is_dir()
+
+
+def test_lipsync_dev_gcs_serves_the_seeded_sample(tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+    import urllib.request
+
+    from service.emulator import free_port
+    from service.media import probe
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "dev", "gcs", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]  # type: ignore[union-attr]
+        assert f"export STORAGE_EMULATOR_HOST=127.0.0.1:{port}" in "".join(lines), lines
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                url = f"http://127.0.0.1:{port}/storage/v1/b/lipsync-dev/o/user.mp4?alt=media"
+                data = urllib.request.urlopen(url, timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        (tmp_path / "user.mp4").write_bytes(data)
+        info = probe(tmp_path / "user.mp4")
+        assert info.has_audio and info.kind == "video"  # a user video the README's curl can render
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0

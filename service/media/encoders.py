@@ -36,7 +36,9 @@ def nvenc_available() -> bool:
         ctx.time_base = Fraction(1, 25)
         ctx.open()
     except (av.FFmpegError, OSError, ValueError) as e:  # no codec, driver or engine: "not here"
-        log.info("NVENC not usable (%s); encoding with %s", " ".join(str(e).split()), X264)
+        # worth saying only where a GPU could have encoded: on a CPU-only machine it is the norm
+        (log.info if _gpu_visible() else log.debug)("NVENC not usable (%s); encoding with %s",
+                                                    " ".join(str(e).split()), X264)
         return False
     log.info("NVENC available; encoding with %s", NVENC)
     return True
@@ -65,3 +67,9 @@ def encoder_options(encoder: str, preset: str, crf: int) -> dict[str, str]:
         # cq 0 means "encoder decides" to NVENC, not lossless: keep it at least 1
         return {"preset": _NVENC_PRESET[preset], "rc": "vbr", "cq": str(max(crf, 1)), "b": "0"}
     return {"preset": preset, "crf": str(crf)}
+
+
+def _gpu_visible() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
