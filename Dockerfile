@@ -19,6 +19,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     TTS_CACHE_DIR=/var/cache/lipsync/tts \
     DEVICE=auto \
     SHUTDOWN_GRACE_S=30 \
+    LOG_FORMAT=json \
     HF_HUB_OFFLINE=1
 
 # espeak-ng: the offline TTS engine; curl: the health check
@@ -35,12 +36,13 @@ COPY service ./service
 COPY models ./models
 # EXTRAS=[cluster] adds Ray Serve (`lipsync serve --ray`, the KubeRay image); empty: the embedded service
 ARG EXTRAS=""
-# torch 2.13 with CUDA from the PyTorch index, then the project; face-alignment and
-# resemblyzer without their dependency lists (they would pull opencv-python 5 / webrtcvad)
+# torch 2.13 with CUDA from the PyTorch index, then the project; resemblyzer (its packaged
+# speaker-encoder weights) without its dependency list (it would pull webrtcvad). The S3FD
+# network is models/s3fd.py: face-alignment, scikit-image and numba are not installed.
 RUN uv venv /opt/venv --python 3.11 \
     && uv pip install --python /opt/venv/bin/python --index-url https://download.pytorch.org/whl/cu128 torch==2.13.0 \
     && uv pip install --python /opt/venv/bin/python ".${EXTRAS}" \
-    && uv pip install --python /opt/venv/bin/python --no-deps face-alignment==1.5.0 resemblyzer==0.1.4
+    && uv pip install --python /opt/venv/bin/python --no-deps resemblyzer==0.1.4
 
 RUN useradd --create-home --uid 10001 lipsync \
     && mkdir -p /weights /var/cache/lipsync/tts /tmp/lipsync \

@@ -33,7 +33,8 @@ $(STAMP): pyproject.toml | system-packages
 	# data dependency only (its packaged speaker-encoder weights); its webrtcvad dependency
 	# does not import on modern setuptools and the product never imports resemblyzer
 	$(BIN)/pip install -q --no-deps resemblyzer==0.1.4
-	# S3FD detector network only; its declared dependencies would replace opencv-headless
+	# dev only: the reference tests/test_s3fd.py compares models/s3fd.py with (it skips
+	# without it); --no-deps: its declared dependencies would replace opencv-headless
 	$(BIN)/pip install -q --no-deps face-alignment==1.5.0
 	@rm -f $(VENV)/.installed-* && touch $@
 

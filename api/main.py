@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None 
         configure_logging()
         try:
             s = runtime.settings if runtime is not None else settings or load_settings()
+            configure_logging(log_format=s.log_format)
             keys = _trust(s)
         except SettingsError as e:
             log.error("%s", e)  # one line naming the variable, then the start fails
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None 
         response.headers["X-Request-ID"] = rid
         return response
 
+    metrics.instrument(app)  # last: it times and counts the answers of the middlewares above too
     return app
 
 

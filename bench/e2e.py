@@ -1,6 +1,6 @@
 """End-to-end benchmark: baseline vs optimized service on the customer's workloads.
 
-    .venv/bin/python bench/e2e.py [--workload word|sentence|all] [--repeat 5] [--device cpu|cuda] [--json OUT]
+    .venv/bin/python -m bench.e2e [--workload word|sentence|all] [--repeat 5] [--device cpu|cuda] [--json OUT]
     (also: .venv/bin/lipsync bench ...)
 
 Standard input: a 5 s, 1920×1080, 30 fps face video with speech, generated from the sample
@@ -25,13 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
-    sys.path[0] = str(ROOT)  # run as a file: import the project, not bench/ siblings
+from bench._machine import describe_machine
+from service.emulator import GCSEmulator, free_port
+from service.serve_local import call, upload_to_emulator
 
-from bench._machine import describe_machine  # noqa: E402
-from service.emulator import GCSEmulator, free_port  # noqa: E402
-from service.serve_local import call, upload_to_emulator  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # (text, language): the customer's case is one Korean word; the sentence is ~5 s of speech
 WORKLOADS = {

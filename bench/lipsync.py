@@ -1,6 +1,6 @@
 """Lip-sync engine benchmark: the default (optimized) engine vs the official-behaviour flags.
 
-    .venv/bin/python bench/lipsync.py [--seconds 5] [--repeat 3] [--resize-factor 3 1] [--device cpu]
+    .venv/bin/python -m bench.lipsync [--seconds 5] [--repeat 3] [--resize-factor 3 1] [--device cpu]
 
 Generates a 1920×1080 30 fps face clip and espeak-ng speech of about the same length (once,
 in .bench/), loads the generated-weights Wav2Lip, and runs each configuration ``--repeat``
@@ -19,8 +19,7 @@ import time  # noqa: F401 - used by the child code
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
-    sys.path[0] = str(ROOT)  # run as a file: import the project, not bench/ siblings
+
 WORK = ROOT / ".bench"
 SENTENCE = ("The quick brown fox jumps over the lazy dog while twelve happy people "
             "watch from the old wooden bridge.")

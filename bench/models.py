@@ -1,6 +1,6 @@
 """Model benchmark: parameters, load and warm-up seconds, throughput, peak memory.
 
-    .venv/bin/python bench/models.py [--weights DIR] [--device cpu|cuda] [--repeat 5]
+    .venv/bin/python -m bench.models [--weights DIR] [--device cpu|cuda] [--repeat 5]
 
 Uses generated weights (written once to .demo/weights if DIR lacks them); speed does not
 depend on the weight values. Reports the median of ``--repeat`` timed runs after a warm-up.
@@ -19,17 +19,14 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
-    # run as `python bench/models.py`: this file's folder would shadow the `models` package
-    sys.path[0] = str(ROOT)
-from bench._machine import describe_machine, peak_rss_mb  # noqa: E402, I001
+from bench._machine import describe_machine, peak_rss_mb
+from models.freevc import load_freevc
+from models.speaker_encoder import load_speaker_encoder
+from models.wav2lip import load_wav2lip
+from models.wavlm import load_wavlm
+from service.demo import ensure_demo_weights
 
-from models.freevc import load_freevc  # noqa: E402
-from models.speaker_encoder import load_speaker_encoder  # noqa: E402
-from models.wav2lip import load_wav2lip  # noqa: E402
-from models.wavlm import load_wavlm  # noqa: E402
-from service.demo import ensure_demo_weights  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeat: int) -> float:

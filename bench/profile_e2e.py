@@ -1,6 +1,6 @@
 """Profile the optimized W-sentence path (warm, caches hit) with the torch profiler.
 
-    .venv/bin/python bench/profile_e2e.py [--resize-factor 3] [--lipsync-precision auto|bf16] [--top 15]
+    .venv/bin/python -m bench.profile_e2e [--resize-factor 3] [--lipsync-precision auto|bf16] [--top 15]
 
 Runs the optimized pipeline in-process against the GCS emulator on bench/e2e.py's standard
 input: one warm-up request, then one profiled request. Prints the pipeline's step times and
@@ -12,16 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from torch.profiler import ProfilerActivity, profile
+
+from bench.e2e import BUCKET, WORK, WORKLOADS, standard_input
+from service.emulator import GCSEmulator
+from service.pipelines import LipVideoJob
+from service.serve_local import upload_to_emulator
+
 ROOT = Path(__file__).resolve().parent.parent
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
-    sys.path[0] = str(ROOT)
-
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-
-from bench.e2e import BUCKET, WORK, WORKLOADS, standard_input  # noqa: E402
-from service.emulator import GCSEmulator  # noqa: E402
-from service.pipelines import LipVideoJob  # noqa: E402
-from service.serve_local import upload_to_emulator  # noqa: E402
 
 
 def main() -> int:

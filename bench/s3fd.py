@@ -1,6 +1,6 @@
 """What the official per-frame S3FD detection costs on this machine (issue 6's baseline gap).
 
-    .venv/bin/python bench/s3fd.py [--frames 3] [--json OUT]
+    .venv/bin/python -m bench.s3fd [--frames 3] [--json OUT]
 
 The customer's original pipeline (official Wav2Lip ``inference.py``) runs S3FD on every input
 frame at full resolution before lip-syncing. Our baseline can only do that where the S3FD
@@ -23,17 +23,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from bench._machine import describe_machine
+from bench.e2e import WORK, standard_input
+from service.face.cascade import OpenCVCascadeDetector
+from service.face.s3fd import S3FD_FILE, S3FDDetector
+from service.media import iter_frames
+
 ROOT = Path(__file__).resolve().parent.parent
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
-    sys.path[0] = str(ROOT)  # run as a file: import the project, not bench/ siblings
-
-import torch  # noqa: E402
-
-from bench._machine import describe_machine  # noqa: E402
-from bench.e2e import WORK, standard_input  # noqa: E402
-from service.face.cascade import OpenCVCascadeDetector  # noqa: E402
-from service.face.s3fd import S3FD_FILE, S3FDDetector, s3fd_available  # noqa: E402
-from service.media import iter_frames  # noqa: E402
 
 INPUT_FRAMES = 150  # the standard input: 5 s at 30 fps
 
@@ -53,15 +51,12 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=3, help="frames timed per size (median)")
     ap.add_argument("--json", type=Path, help="default bench/results/<date>-<host>-s3fd.json")
     args = ap.parse_args()
-    if not s3fd_available():
-        print("face-alignment's S3FD network does not import here (make setup installs it)", file=sys.stderr)
-        return 1
-    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from models.s3fd import S3FD
 
     weights = WORK / "s3fd-random" / S3FD_FILE
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    torch.save(s3fd().state_dict(), weights)  # random values, official key layout
+    torch.save(S3FD().state_dict(), weights)  # random values, official key layout
     video = standard_input()
     results: dict = {"machine": describe_machine(), "frames_timed": args.frames, "input_frames": INPUT_FRAMES,
                      "seconds_per_frame": {}}

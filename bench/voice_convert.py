@@ -1,6 +1,6 @@
 """Voice conversion benchmark: speaker embedding (cold / cached), WavLM, synthesizer, whole conversion.
 
-    .venv/bin/python bench/voice_convert.py [--weights DIR] [--device cpu|cuda] [--repeat 5]
+    .venv/bin/python -m bench.voice_convert [--weights DIR] [--device cpu|cuda] [--repeat 5]
         [--seconds 1 5] [--variants fp32 bf16-autocast bf16] [--compile] [--long 30] [--json OUT]
 
 Full-size generated weights (24-layer WavLM-Large, FreeVC; written once to .demo/weights when
@@ -31,19 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
-    # run as `python bench/voice_convert.py`: this file's folder would shadow the `models` package
-    sys.path[0] = str(ROOT)
-from bench._machine import describe_machine, peak_rss_mb  # noqa: E402, I001
+from bench._machine import describe_machine, peak_rss_mb
+from service.bundle import ModelBundle, load_bundle
+from service.demo import ensure_demo_weights
+from service.samples import espeak_speech
+from service.types import Audio
+from service.voice import VoiceConverter
+from service.weights.catalog import FREEVC_FILE
+from service.weights.formula import write_test_checkpoint
 
-from service.bundle import ModelBundle, load_bundle  # noqa: E402
-from service.demo import ensure_demo_weights  # noqa: E402
-from service.samples import espeak_speech  # noqa: E402
-from service.types import Audio  # noqa: E402
-from service.voice import VoiceConverter  # noqa: E402
-from service.weights.catalog import FREEVC_FILE  # noqa: E402
-from service.weights.formula import write_test_checkpoint  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SR = 16000
 SOURCE_TEXT = ("The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "

@@ -1,6 +1,6 @@
 """How far bf16 voice models move the converted waveform, next to FreeVC's own sampling noise.
 
-    .venv/bin/python bench/voice_precision.py [--weights DIR]
+    .venv/bin/python -m bench.voice_precision [--weights DIR]
 
 Converts ~5 s of espeak-ng speech with the full-size generated WavLM-Large + FreeVC in fp32,
 then with WavLM and/or the synthesizer in bf16 (the ``VOICE_PRECISION=bf16`` option), and
@@ -17,18 +17,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from bench._machine import describe_machine
+from bench.voice_convert import REFERENCE_TEXT, SOURCE_TEXT
+from service.bundle import load_bundle
+from service.demo import ensure_demo_weights
+from service.samples import espeak_speech
+
 ROOT = Path(__file__).resolve().parent.parent
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
-    sys.path[0] = str(ROOT)  # run as a file: import the project, not bench/ siblings
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bench._machine import describe_machine  # noqa: E402
-from bench.voice_convert import REFERENCE_TEXT, SOURCE_TEXT  # noqa: E402
-from service.bundle import load_bundle  # noqa: E402
-from service.demo import ensure_demo_weights  # noqa: E402
-from service.samples import espeak_speech  # noqa: E402
 
 
 def main() -> int:

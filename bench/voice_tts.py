@@ -1,6 +1,6 @@
 """TTS benchmark: seconds to speak a word (~1 s of speech) and a 12-word sentence (~5 s).
 
-    .venv/bin/python bench/voice_tts.py [--repeat 5] [--json]
+    .venv/bin/python -m bench.voice_tts [--repeat 5] [--json]
 
 espeak-ng only (offline; gTTS's time is Google's network round trip). Per workload:
 - cold: no cache, a full synthesis (espeak-ng process, WAV decode, resample to 16 kHz);
@@ -22,12 +22,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
-    sys.path[0] = str(ROOT)  # run as `python bench/voice_tts.py`
-from bench._machine import describe_machine  # noqa: E402, I001
+from bench._machine import describe_machine
+from service.tts import EspeakEngine, TextToSpeech, TTSCache
 
-from service.tts import EspeakEngine, TextToSpeech, TTSCache  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 WORKLOADS = {
     "word ko": ("안녕하세요", "ko"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -75,15 +74,6 @@ def _up(cin: int, cout: int, k: int, s: int, p: int, op: int = 0) -> ConvBlock:
 
 def _res(ch: int, n: int) -> list[ConvBlock]:
     return [_c(ch, ch, 3, 1, 1, residual=True) for _ in range(n)]
-
-
-@dataclass(frozen=True)
-class Wav2LipShape:
-    """The released generator has one fixed shape; kept as data for documentation."""
-
-    face_size: int = FACE_SIZE
-    mel_bands: int = MEL_BANDS
-    mel_step: int = MEL_STEP
 
 
 class Wav2Lip(nn.Module):

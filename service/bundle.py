@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from .errors import ModelsUnavailableError
-from .weights.catalog import FREEVC_FILE, SPEAKER_FILE
+from .weights.catalog import FREEVC_FILE, SPEAKER_FILE, WAV2LIP_FILE, WAVLM_FILE
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def load_bundle(weights_dir: Path, device: torch.device, dtype: torch.dtype = to
     from models.wavlm import load_wavlm
 
     d = Path(weights_dir)
-    wanted = {"wav2lip": d / "wav2lip_gan.pth", "wavlm": d / "WavLM-Large.pt",
+    wanted = {"wav2lip": d / WAV2LIP_FILE, "wavlm": d / WAVLM_FILE,
               "freevc": d / FREEVC_FILE[freevc_config]}
     missing = [str(p) for name, p in wanted.items() if name in only and not p.is_file()]
     if missing:

@@ -16,16 +16,16 @@ from .settings import SettingsError, load_settings
 
 
 def _weights_make_test(args: argparse.Namespace) -> int:
+    from .weights.catalog import FREEVC_FILE, SPEAKER_FILE, WAV2LIP_FILE, WAVLM_FILE
     from .weights.formula import NOT_TRAINED_BANNER, write_test_checkpoint
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(NOT_TRAINED_BANNER, file=sys.stderr)
-    jobs = [("wav2lip", "wav2lip_gan.pth", {}), ("freevc", "freevc.pth", {}),
-            ("freevc-s", "freevc-s.pth", {}), ("freevc-24", "freevc-24.pth", {}),
-            ("wavlm", "WavLM-Large.pt", {"layers": args.wavlm_layers})]
+    jobs = [("wav2lip", WAV2LIP_FILE, {}), *((c, FREEVC_FILE[c], {}) for c in FREEVC_FILE),
+            ("wavlm", WAVLM_FILE, {"layers": args.wavlm_layers})]
     if args.speaker:
-        jobs.append(("speaker", "pretrained_bak_5805000.pt", {}))
+        jobs.append(("speaker", SPEAKER_FILE, {}))
     for kind, name, opts in jobs:
         path = write_test_checkpoint(kind, out / name, tag=args.tag, **opts)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, generated, NOT trained)")
@@ -112,11 +112,11 @@ def run_bench(bench_args: list[str]) -> int:
 
     if bench_args[:1] == ["--"]:
         bench_args = bench_args[1:]
-    script = Path(__file__).resolve().parent.parent / "bench" / "e2e.py"
-    if not script.is_file():
-        print(f"error: {script} not found: `lipsync bench` runs from a source checkout", file=sys.stderr)
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / "e2e.py").is_file():
+        print(f"error: {root / 'bench'} not found: `lipsync bench` runs from a source checkout", file=sys.stderr)
         return EXIT_ERROR
-    return subprocess.run([sys.executable, str(script), *bench_args], check=False).returncode
+    return subprocess.run([sys.executable, "-m", "bench.e2e", *bench_args], check=False, cwd=root).returncode
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -18,11 +18,12 @@ import logging
 import sys
 from pathlib import Path
 
+from .weights.catalog import FREEVC_FILE, WAV2LIP_FILE, WAVLM_FILE
 from .weights.formula import NOT_TRAINED_BANNER, write_test_checkpoint
 
 log = logging.getLogger(__name__)
 
-_DEMO_WEIGHTS = (("wav2lip", "wav2lip_gan.pth"), ("freevc", "freevc.pth"), ("wavlm", "WavLM-Large.pt"))
+_DEMO_WEIGHTS = (("wav2lip", WAV2LIP_FILE), ("freevc", FREEVC_FILE["freevc"]), ("wavlm", WAVLM_FILE))
 DEMO_WORD = "Hello! This video was lip synced offline."
 BUCKET = "lipsync-demo"
 

@@ -24,7 +24,7 @@ from .jobs.queue import Execute, JobQueue
 from .jobs.records import JobRecord
 from .jobs.store import NO_STORE, make_job_store
 from .jobs.webhooks import EVENTS, check_webhook_url, deliver
-from .logs import request_id
+from .logs import job_id, request_id
 from .pipelines import LipVideoJob, LipVideoResult, Pipeline
 from .pipelines.artefacts import ArtefactStore
 from .pipelines.checks import check_request
@@ -189,13 +189,14 @@ class ServiceRuntime:
 
     def execute(self, record: JobRecord, progress: ProgressReport, should_stop: StopCheck) -> dict[str, Any]:
         """Run a job's render (the job runner calls this): its success JSON, with ``job_id``."""
-        token = request_id.set(record.request_id)
+        token, job_token = request_id.set(record.request_id), job_id.set(record.job_id)
         try:
             result = self.run(self._render_job(record.request, record.request_id), record.pipeline == "optimized",
                               should_stop=should_stop, progress=progress)
             log_performance(result, record.owner)
             return result_json(result, record.request_id) | {"job_id": record.job_id, "served_by": self.served_by}
         finally:
+            job_id.reset(job_token)
             request_id.reset(token)
 
     @staticmethod

@@ -49,7 +49,7 @@ def make_face_video(out: Path, seconds: float, width: int = 1920, height: int = 
     """Write an animated face video (H.264, optional AAC audio) of ``seconds`` length."""
     n = max(1, round(seconds * fps))
     with VideoWriter(out, width, height, Fraction(fps).limit_denominator(1001), audio=audio,
-                     preset="veryfast", crf=18) as w:
+                     crf=18) as w:
         for frame in face_frames(width, height, n, fps):
             w.write(frame)
     return out

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     """Memory for what repeat requests for a known input reuse: its decoded frames (after
     ``resize_factor``) and Wav2Lip's face-encoder outputs for them; 0 = off. A 5 s 1080p30
     input at resize 3 takes 104 MB of frames + 175 MB of fp32 features."""
+    log_format: Literal["text", "json"] = "text"
+    """``text``: lines for a terminal (the Performance Analysis as a table). ``json``: one JSON
+    object per line with ``severity``, ``message``, ``time``, ``logger``, ``request_id``,
+    ``job_id`` (Cloud Logging reads them; the Docker image's default), the Performance
+    Analysis's step times as fields (``service/logs.py``)."""
     # ---- storage -----------------------------------------------------------------------------
     storage_emulator_host: str | None = None
     local_storage_root: Path | None = None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .command_args import add_weights_dir
 from .command_errors import EXIT_OK, report_failure
 from .errors import BadInputError
+from .media.writer import DEFAULT_PRESET
 from .settings import Settings, lipsync_dtype, resolve_device
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=3840 * 2160, help="refuse larger frames")
     p.add_argument("--codec", default="auto", choices=["auto", "libx264", "h264_nvenc"],
                    help="H.264 encoder (auto: NVENC when a GPU has it, else libx264)")
-    p.add_argument("--preset", default="veryfast", help="x264 preset (ultrafast … veryslow)")
+    p.add_argument("--preset", default=DEFAULT_PRESET,
+                   help=f"x264 preset (ultrafast … veryslow; default {DEFAULT_PRESET})")
     p.add_argument("--crf", type=int, default=20, help="x264 quality: lower is better and bigger (default 20)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="Wav2Lip precision (auto: fp32 on CPU, fp16 on GPU; bf16 is faster on CPUs with "
@@ -81,9 +83,10 @@ def sync_from_args(args: argparse.Namespace, settings: Settings) -> SyncResult:
     from models.wav2lip import load_wav2lip
 
     from .lipsync.boxes import make_box_planner
-    from .lipsync.engine import SyncOptions, sync_lips
+    from .lipsync.engine import SyncOptions, default_batch_size, sync_lips
     from .media import ensure_writable, read_audio
     from .timing import StageTimer
+    from .weights.catalog import WAV2LIP_FILE
 
     face, out = Path(args.face), Path(args.out)
     for name, value in (("--resize-factor", args.resize_factor), ("--batch-size", args.batch_size or 1),
@@ -99,7 +102,7 @@ def sync_from_args(args: argparse.Namespace, settings: Settings) -> SyncResult:
         audio = read_audio(args.audio, sample_rate=16000)
     if audio.samples.size == 0:
         raise BadInputError(f"{args.audio}: the audio track is empty (zero length)")
-    ckpt = Path(args.wav2lip) if args.wav2lip else settings.weights_dir / "wav2lip_gan.pth"
+    ckpt = Path(args.wav2lip) if args.wav2lip else settings.weights_dir / WAV2LIP_FILE
     with timer.stage("load model"):
         model = load_wav2lip(ckpt, device, lipsync_dtype(device, settings.model_copy(
             update={"lipsync_precision": args.precision})))
@@ -107,7 +110,7 @@ def sync_from_args(args: argparse.Namespace, settings: Settings) -> SyncResult:
         strategy=args.strategy, detector=args.detector, keyframe_interval=args.keyframe_interval,
         pads=tuple(args.pads), smooth=not args.nosmooth, box=tuple(args.box) if args.box else None,
         resize_factor=args.resize_factor,
-        batch_size=args.batch_size or (128 if device.type == "cuda" else 16),
+        batch_size=args.batch_size or default_batch_size(device.type),
         loop_mode=args.loop_mode, round_paste=args.paste_round, blend=args.blend, image_fps=args.fps,
         max_pixels=args.max_pixels, codec=args.codec, preset=args.preset, crf=args.crf)
     bar = tqdm(total=None, unit="frame", desc="lip-sync", file=sys.stderr, disable=args.no_progress)

@@ -1,7 +1,6 @@
 """Face detection: the detectors, the official padding/smoothing, and the strategies."""
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from models import ModelLoadError
+from models.s3fd import S3FD
 from service.errors import BadInputError, MediaError, NoFaceError
 from service.face import (
     S3FD_FILE,
@@ -33,8 +33,6 @@ from service.types import FaceBox
 
 DATA = Path(__file__).parent / "data"
 REFERENCE_BOX = FaceBox(135, 285, 327, 477)  # face_dev_box.json: x, y, w, h = 327, 135, 150, 150
-HAS_FACE_ALIGNMENT = importlib.util.find_spec("face_alignment") is not None
-needs_face_alignment = pytest.mark.skipif(not HAS_FACE_ALIGNMENT, reason="face-alignment is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -365,11 +363,9 @@ def test_make_detector_without_s3fd_weights(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def s3fd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from face_alignment.detection.sfd.net_s3fd import s3fd
-
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("s3fd")
-    torch.save(s3fd().state_dict(), out / S3FD_FILE)
+    torch.save(S3FD().state_dict(), out / S3FD_FILE)
     return out
 
 
@@ -378,7 +374,6 @@ def small_frames(frame0: np.ndarray, n: int) -> list[np.ndarray]:
     return [np.roll(base, 3 * i, axis=1) for i in range(n)]
 
 
-@needs_face_alignment
 def test_s3fd_runs_and_respects_the_batch(s3fd_dir: Path, frame0: np.ndarray) -> None:
     from service.face import S3FDDetector
 
@@ -397,15 +392,12 @@ def test_s3fd_runs_and_respects_the_batch(s3fd_dir: Path, frame0: np.ndarray) ->
         pass
 
 
-@needs_face_alignment
 @pytest.mark.parametrize("face_logit, found", [(-20.0, False), (20.0, True)])
 def test_s3fd_threshold(tmp_path: Path, frame0: np.ndarray, face_logit: float, found: bool) -> None:
-    from face_alignment.detection.sfd.net_s3fd import s3fd
-
     from service.face import S3FDDetector
 
     torch.manual_seed(1)
-    sd = s3fd().state_dict()
+    sd = S3FD().state_dict()
     for k in sd:  # classifier heads: zero weights, the bias decides face vs background
         if k.endswith("mbox_conf.weight"):
             sd[k].zero_()
@@ -417,7 +409,6 @@ def test_s3fd_threshold(tmp_path: Path, frame0: np.ndarray, face_logit: float, f
     assert [b is not None for b in boxes] == [found, found]
 
 
-@needs_face_alignment
 def test_s3fd_rejects_a_wrong_file(tmp_path: Path) -> None:
     from service.face import S3FDDetector
 

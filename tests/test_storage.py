@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+import urllib3
 
 from service.errors import BadInputError
 from service.storage import (
@@ -58,10 +59,12 @@ class ScriptedSession(requests.Session):
         super().__init__()
         self.script = script
         self.calls: list[tuple[str, str]] = []
+        self.sent_headers: list[dict[str, str]] = []  # the headers the library set on each request
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         m, u = str(method), str(url)
         self.calls.append((m, u))
+        self.sent_headers.append(dict(kwargs.get("headers") or {}))
         return self.script(len(self.calls), m, u, lambda: super(ScriptedSession, self).request(m, u, *args, **kwargs))
 
 
@@ -78,6 +81,42 @@ def fake_response(status: int, method: str, url: str) -> requests.Response:
 
 def is_upload(method: str, url: str) -> bool:
     return "/upload/storage/v1/" in url
+
+
+def is_media_read(method: str, url: str) -> bool:
+    return method == "GET" and "alt=media" in url
+
+
+def is_chunk(method: str, url: str) -> bool:
+    """One chunk of a resumable upload (sent to the session URL)."""
+    return method == "PUT" and "upload_id=" in url
+
+
+def is_session_start(method: str, url: str) -> bool:
+    return method == "POST" and "uploadType=resumable" in url
+
+
+class CutBody:
+    """A streamed response body that breaks after ``keep`` bytes, as a dropped connection does;
+    ``corrupt`` flips the bytes it does deliver."""
+
+    def __init__(self, raw: Any, keep: int, corrupt: bool = False) -> None:
+        self._raw = raw
+        self._keep = keep
+        self._corrupt = corrupt
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def stream(self, amt: int, decode_content: bool | None = None) -> Iterator[bytes]:
+        sent = 0
+        for chunk in self._raw.stream(amt, decode_content=decode_content):
+            chunk = chunk[:self._keep - sent]
+            sent += len(chunk)
+            if chunk:
+                yield bytes(b ^ 0xFF for b in chunk) if self._corrupt else chunk
+            if sent >= self._keep:
+                raise urllib3.exceptions.ProtocolError("Connection broken: injected")
 
 
 def is_object_request(url: str) -> bool:
@@ -588,3 +627,115 @@ def test_gcs_emulator_dies_mid_resumable_upload(gcs_emulator: GCSEmulator, gcs_b
     gcs_emulator.start()
     assert not gcs_bucket.exists("out.mp4")
     assert gcs_bucket.names() == []
+
+
+def test_gcs_download_cut_mid_body_resumes(gcs_emulator: GCSEmulator, gcs_bucket: EmulatorBucket,
+                                           tmp_path: Path) -> None:
+    """A dropped connection mid-download: the retry asks only for the missing bytes."""
+    payload = os.urandom(300_000)
+    gcs_bucket.put("in.mp4", payload)
+    reads = {"n": 0}
+
+    def cut_first_read(n: int, method: str, url: str, send: Send) -> requests.Response:
+        response = send()
+        if is_media_read(method, url):
+            reads["n"] += 1
+            if reads["n"] == 1:
+                response.raw = CutBody(response.raw, keep=100_000)
+        return response
+
+    session = ScriptedSession(cut_first_read)
+    with emulated(gcs_emulator, http=session) as s:
+        assert s.download(gcs_bucket.uri("in.mp4"), tmp_path).read_bytes() == payload
+    media = [h for (m, u), h in zip(session.calls, session.sent_headers, strict=True) if is_media_read(m, u)]
+    assert len(media) == 2 and "range" not in {k.lower() for k in media[0]}
+    assert {k.lower(): v for k, v in media[1].items()}["range"] == "bytes=100000-"
+    assert listing(tmp_path) == ["in.mp4"]
+
+
+def test_gcs_resumed_download_is_checked(gcs_emulator: GCSEmulator, gcs_bucket: EmulatorBucket,
+                                         tmp_path: Path) -> None:
+    """Bytes damaged before a resume do not match the object's CRC32C: the download starts over."""
+    payload = os.urandom(300_000)
+    gcs_bucket.put("in.mp4", payload)
+    reads = {"n": 0}
+
+    def corrupt_then_cut(n: int, method: str, url: str, send: Send) -> requests.Response:
+        response = send()
+        if is_media_read(method, url):
+            reads["n"] += 1
+            if reads["n"] == 1:
+                response.raw = CutBody(response.raw, keep=100_000, corrupt=True)
+        return response
+
+    with emulated(gcs_emulator, http=ScriptedSession(corrupt_then_cut)) as s:
+        assert s.download(gcs_bucket.uri("in.mp4"), tmp_path).read_bytes() == payload
+    assert reads["n"] == 3  # cut, resumed (and found corrupt), whole again
+    assert listing(tmp_path) == ["in.mp4"]
+
+
+def test_gcs_resumable_chunk_retried_in_place(gcs_emulator: GCSEmulator, gcs_bucket: EmulatorBucket,
+                                              tmp_path: Path) -> None:
+    """A 503 on one chunk resends that chunk to the same session, not the whole file."""
+    src = tmp_path / "out.mp4"
+    src.write_bytes(os.urandom(9 * MiB))
+    chunks = {"n": 0}
+
+    def fail_second_chunk(n: int, method: str, url: str, send: Send) -> requests.Response:
+        if is_chunk(method, url):
+            chunks["n"] += 1
+            if chunks["n"] == 2:
+                return fake_response(503, method, url)
+        return send()
+
+    session = ScriptedSession(fail_second_chunk)
+    with emulated(gcs_emulator, http=session, overwrite=True, upload_chunk_bytes=4 * MiB) as s:
+        s.upload(src, gcs_bucket.uri("out.mp4"))
+    assert gcs_bucket.read("out.mp4") == src.read_bytes()
+    assert len([c for c in session.calls if is_session_start(*c)]) == 1
+    assert chunks["n"] == 4  # 4 + 4 + 1 MiB, the second chunk twice
+
+
+def test_gcs_lost_upload_session_starts_over(gcs_emulator: GCSEmulator, gcs_bucket: EmulatorBucket,
+                                             tmp_path: Path) -> None:
+    """A 410 on the session URL (the session expired): a new session uploads the whole file."""
+    src = tmp_path / "out.mp4"
+    src.write_bytes(os.urandom(9 * MiB))
+    chunks = {"n": 0}
+
+    def expire_session(n: int, method: str, url: str, send: Send) -> requests.Response:
+        if is_chunk(method, url):
+            chunks["n"] += 1
+            if chunks["n"] == 2:
+                return fake_response(410, method, url)
+        return send()
+
+    session = ScriptedSession(expire_session)
+    with emulated(gcs_emulator, http=session, overwrite=True, upload_chunk_bytes=4 * MiB) as s:
+        s.upload(src, gcs_bucket.uri("out.mp4"))
+    assert gcs_bucket.read("out.mp4") == src.read_bytes()
+    assert len([c for c in session.calls if is_session_start(*c)]) == 2
+    assert chunks["n"] == 2 + 3  # two chunks to the lost session, then 4 + 4 + 1 MiB
+
+
+def test_gcs_attempts_are_counted_per_operation(gcs_emulator: GCSEmulator, gcs_bucket: EmulatorBucket,
+                                                tmp_path: Path) -> None:
+    """``retries`` bounds an operation as a whole, however many requests it makes: three chunks
+    failing once each use up 3 attempts."""
+    src = tmp_path / "out.mp4"
+    src.write_bytes(os.urandom(9 * MiB))
+    chunks = {"n": 0}
+
+    def fail_each_new_chunk(n: int, method: str, url: str, send: Send) -> requests.Response:
+        if is_chunk(method, url):
+            chunks["n"] += 1
+            if chunks["n"] % 2 == 1:  # every chunk fails once, then goes through
+                return fake_response(503, method, url)
+        return send()
+
+    with emulated(gcs_emulator, http=ScriptedSession(fail_each_new_chunk), overwrite=True,
+                  upload_chunk_bytes=4 * MiB) as s:
+        with pytest.raises(StorageUnavailableError, match="after 3 attempts"):
+            s.upload(src, gcs_bucket.uri("out.mp4"))
+    assert chunks["n"] == 5  # 4 + 4 + 1 MiB: the first two chunks twice, the last once, no retry left
+    assert not gcs_bucket.exists("out.mp4")

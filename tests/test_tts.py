@@ -1,29 +1,22 @@
-"""TTS engines (real espeak-ng, gTTS against a local fake), speed, segmentation, the service
-object (sync and async) and ``lipsync speak``. Offline: the real Google service is never called."""
+"""TTS engines (real espeak-ng; gTTS against its local fake is in test_tts_gtts.py), speed,
+segmentation, the service object (sync and async) and ``lipsync speak``.
+Offline: the real Google service is never called."""
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import io
-import json
 import socket
 import threading
 import time
 import wave
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qs
 
-import av
 import numpy as np
 import pytest
 
-from service.errors import BadInputError, ServiceError
+from service.errors import BadInputError
 from service.speak_command import add_speak_arguments, run_speak
 from service.tts import (
     EspeakEngine,
@@ -39,7 +32,6 @@ from service.tts import (
     split_long,
     split_sentences,
 )
-from service.tts.gtts import ENDPOINT_PATH
 from service.types import Audio
 
 SR = 16000
@@ -58,75 +50,6 @@ def peak_hz(samples: np.ndarray, rate: int = SR) -> float:
 
 def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
-
-
-# ---- the gTTS fake: Google's batchexecute endpoint on 127.0.0.1 ------------------------------
-
-def make_mp3(freq: float = 440.0, seconds: float = 1.0, rate: int = 24000) -> bytes:
-    """A small mono MP3 of a tone, encoded with PyAV (gTTS answers 24 kHz mono MP3)."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp3") as container:
-        stream = container.add_stream("libmp3lame", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(tone(freq, seconds, rate)[None, :], format="fltp", layout="mono")
-        frame.sample_rate = rate
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-    return buf.getvalue()
-
-
-@dataclass
-class FakeGoogle:
-    url: str
-    mode: str = "ok"  # ok | 500 | 429 | slow | no-payload | bad-mp3
-    mp3: bytes = b""
-    requests: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _answer(payload: str | None) -> bytes:
-    envelope = [["wrb.fr", "jQ1olc", payload, None, None, None, "generic"], ["di", 42]]
-    line = json.dumps(envelope)
-    return f")]}}'\n\n{len(line)}\n{line}\n25\n[[\"e\",4,null,null,100]]\n".encode()
-
-
-@pytest.fixture()
-def fake_google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle(url="", mp3=make_mp3())
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-            rpc = json.loads(parse_qs(body)["f.req"][0])
-            text, lang, _speed, _null = json.loads(rpc[0][0][1])
-            fake.requests.append({"path": self.path, "text": text, "lang": lang, "rpc": rpc[0][0][0],
-                                  "content_type": self.headers["Content-Type"]})
-            if fake.mode in ("500", "429"):
-                self.send_error(int(fake.mode))
-                return
-            if fake.mode == "slow":
-                time.sleep(1.5)
-            audio = b"ID3 this is not an mp3" * 20 if fake.mode == "bad-mp3" else fake.mp3
-            payload = None if fake.mode == "no-payload" else json.dumps([base64.b64encode(audio).decode()])
-            data = _answer(payload)
-            try:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:
-                pass  # the client gave up (timeout test)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
 
 
 def closed_port() -> int:
@@ -194,59 +117,6 @@ def test_unknown_engine_lists_the_engines() -> None:
         tts.synthesize_speech("hello", "en", engine="melotts")
     with pytest.raises(BadInputError, match="gtts"):
         TextToSpeech.from_config(TTSConfig(engine="nope"))
-
-
-# ---- gTTS through the local fake ---------------------------------------------------------------
-
-def test_gtts_request_and_decoded_audio(fake_google: FakeGoogle) -> None:
-    engine = GTTSEngine(fake_google.url, timeout_s=5)
-    audio = engine.synthesize("안녕하세요", "ko")
-    [req] = fake_google.requests
-    assert req["path"] == ENDPOINT_PATH and req["rpc"] == "jQ1olc"
-    assert (req["text"], req["lang"]) == ("안녕하세요", "ko")
-    assert req["content_type"].startswith("application/x-www-form-urlencoded")
-    assert audio.sample_rate == SR and audio.samples.dtype == np.float32
-    assert 0.95 < audio.duration_s < 1.15  # 1 s tone plus the MP3 codec's priming
-    assert abs(peak_hz(audio.samples) - 440) < 5
-    assert 0.15 < rms(audio.samples) < 0.25  # 0.3 amplitude sine: 0.21
-
-
-def test_gtts_language_codes_as_customers_send_them(fake_google: FakeGoogle) -> None:
-    engine = GTTSEngine(fake_google.url)
-    assert engine.resolve_language("zh_cn") == "zh-CN" and engine.resolve_language("zh") == "zh"
-    assert engine.resolve_language("en-US") == "en" and engine.resolve_language("he") == "iw"
-    engine.synthesize("你好", "zh-cn")
-    assert fake_google.requests[-1]["lang"] == "zh-CN"
-
-
-def test_gtts_long_text_goes_out_in_chunks_of_100(fake_google: FakeGoogle) -> None:
-    text = "This sentence is long enough, with commas, and words, to need several requests. " * 3
-    audio = GTTSEngine(fake_google.url).synthesize(text.strip(), "en")
-    chunks = [r["text"] for r in fake_google.requests]
-    assert len(chunks) >= 3 and all(len(c) <= 100 for c in chunks)
-    assert " ".join(chunks).split() == text.split()
-    assert audio.duration_s > 0.9 * len(chunks)
-
-
-@pytest.mark.parametrize("mode", ["refused", "500", "429", "slow", "no-payload", "bad-mp3"])
-def test_gtts_failures_are_tts_unavailable(fake_google: FakeGoogle, mode: str) -> None:
-    fake_google.mode = mode
-    url = f"http://127.0.0.1:{closed_port()}" if mode == "refused" else fake_google.url
-    engine = GTTSEngine(url, timeout_s=0.3)
-    t0 = time.perf_counter()
-    with pytest.raises(TTSUnavailableError) as info:
-        engine.synthesize("hello", "en")
-    assert time.perf_counter() - t0 < 1.2  # the timeout holds
-    assert str(info.value).startswith("TTS service unreachable: ")
-    assert isinstance(info.value, ServiceError) and not isinstance(info.value, BadInputError)
-    expected = {"refused": "cannot connect", "500": "HTTP 500", "429": "rate limited",
-                "slow": "within 0.3 s", "no-payload": "malformed", "bad-mp3": "cannot be decoded"}
-    assert expected[mode] in str(info.value)
-
-
-def test_gtts_unresolvable_host_is_tts_unavailable() -> None:
-    with pytest.raises(TTSUnavailableError, match="cannot connect"):
-        GTTSEngine("http://no-such-host.invalid", timeout_s=2).synthesize("hello", "en")
 
 
 # ---- speed -------------------------------------------------------------------------------------

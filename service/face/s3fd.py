@@ -1,4 +1,4 @@
-"""S3FD, the detector official Wav2Lip runs on every frame, with face-alignment's network.
+"""S3FD, the detector official Wav2Lip runs on every frame, with our copy of its network.
 
 Official Wav2Lip bundles a copy of face-alignment's SFD detector. Per batch of frames it
 flips BGR to RGB, subtracts (104, 117, 123) (BGR means applied to RGB channels: a quirk the
@@ -8,13 +8,14 @@ boxes after NMS 0.3 above 0.5 and returns the first, clipped at 0 and truncated 
 
 The first box NMS keeps is always the highest-scoring candidate, so we skip NMS and take
 that candidate directly (same candidate order, same ``argsort``, so ties break the same
-way), vectorised instead of one Python iteration per anchor. Only the ``s3fd`` module is
-taken from face-alignment; the weights file is ``s3fd-619a316812.pth`` (its own name),
-fetched with ``lipsync weights fetch --only s3fd-619a316812.pth``; nothing is downloaded here.
+way), vectorised instead of one Python iteration per anchor. The network is
+:class:`models.s3fd.S3FD`, written to face-alignment's parameter names (face-alignment itself
+is not a dependency: it pulls scikit-image and numba); the weights file is
+``s3fd-619a316812.pth`` (its own name), fetched with
+``lipsync weights fetch --only s3fd-619a316812.pth``; nothing is downloaded here.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,13 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models import ModelLoadError
-from models._checkpoint import check_state_dict, describe, load_into, read_checkpoint, strip_prefix
+from models.s3fd import load_s3fd
 
 from ..types import FaceBox
 from .base import box_or_none
-
-log = logging.getLogger(__name__)
 
 S3FD_FILE = "s3fd-619a316812.pth"
 INPUT_MEAN = (104.0, 117.0, 123.0)  # subtracted from the R, G, B channels (official quirk)
@@ -40,29 +38,9 @@ CPU_BATCH = 1  # 1080p activations are ~1 GB per frame; batching buys nothing on
 
 
 def s3fd_available() -> bool:
-    """Whether face-alignment's S3FD network imports here (it pulls scikit-image and numba)."""
-    try:
-        from face_alignment.detection.sfd import net_s3fd  # noqa: F401
-    except Exception as e:  # noqa: BLE001 - any failure means "not usable here"
-        log.debug("face-alignment does not import: %s", e)
-        return False
+    """Always True: the network is ours (:mod:`models.s3fd`), nothing optional to import.
+    Kept for callers written when it came from face-alignment."""
     return True
-
-
-def load_s3fd(path: str | Path, device: str | torch.device = "cpu",
-              dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """Face-alignment's ``s3fd`` network with the weights in ``path`` (a bare state_dict,
-    as face-alignment publishes it), strictly loaded, in eval mode on ``device``."""
-    from face_alignment.detection.sfd.net_s3fd import s3fd
-
-    sd = read_checkpoint(path, "S3FD")
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ModelLoadError(f"{path} is not an S3FD checkpoint: expected a bare state_dict, found {describe(sd)}")
-    sd = strip_prefix(sd, "module.")
-    with torch.device("meta"):
-        net = s3fd()
-    check_state_dict(sd, net, path, "S3FD")
-    return load_into(net, sd, device, dtype)
 
 
 class S3FDDetector:

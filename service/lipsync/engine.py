@@ -22,6 +22,7 @@ import torch
 
 from ..errors import BadInputError
 from ..media import MediaInfo, VideoWriter, iter_frames, probe
+from ..media.writer import DEFAULT_PRESET
 from ..timing import StageTimer
 from ..types import Audio, FaceBox
 from .face_memo import FaceFeatureMemo
@@ -35,6 +36,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Strategy = Literal["per-frame", "static", "keyframe"]
+OFFICIAL_BATCH = 128  # official inference.py --wav2lip_batch_size; what a GPU runs
+CPU_BATCH = 16  # measured fastest on CPUs (bench/RESULTS.md): bigger batches only add latency
+
+
+def default_batch_size(device_type: str) -> int:
+    """The Wav2Lip batch when none is asked for: the official 128 on a GPU, 16 on a CPU."""
+    return OFFICIAL_BATCH if device_type == "cuda" else CPU_BATCH
 STAGES = ("decode", "detect", "mel", "infer", "paste", "encode")
 
 
@@ -58,13 +66,13 @@ class SyncOptions:
     max_pixels: int = 3840 * 2160
     """Largest frame (after resize_factor) accepted; bigger inputs are refused, not slowly run."""
     codec: str = "auto"
-    preset: str = "veryfast"
+    preset: str = DEFAULT_PRESET
     crf: int = 20
 
     @classmethod
     def official(cls, **overrides: object) -> SyncOptions:
         """The official ``inference.py`` behaviour: per-frame detection, batch 128."""
-        return cls(**{"strategy": "per-frame", "batch_size": 128, **overrides})  # type: ignore[arg-type]
+        return cls(**{"strategy": "per-frame", "batch_size": OFFICIAL_BATCH, **overrides})  # type: ignore[arg-type]
 
 
 @dataclass

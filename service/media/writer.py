@@ -25,6 +25,8 @@ from .encoders import choose_encoder, encoder_options
 
 log = logging.getLogger(__name__)
 
+DEFAULT_PRESET = "veryfast"  # x264: the speed/size balance every caller starts from (setting X264_PRESET)
+
 AUDIO_RATE = 48000  # AAC at 48 kHz plays everywhere; 16/24 kHz AAC is legal but less supported
 AUDIO_BIT_RATE = 96_000  # mono speech
 AUDIO_LEAD_S = 0.5  # audio is encoded this far ahead of the video so the two interleave in mdat
@@ -84,7 +86,7 @@ class VideoWriter:
     """
 
     def __init__(self, path: PathLike, width: int, height: int, fps: float | Fraction,
-                 audio: Audio | None = None, codec: str = "auto", preset: str = "veryfast",
+                 audio: Audio | None = None, codec: str = "auto", preset: str = DEFAULT_PRESET,
                  crf: int = 20, threads: int = 0, exact_colour: bool = False) -> None:
         if width < 2 or height < 2:
             raise ValueError(f"frame size must be at least 2x2, got {width}x{height}")

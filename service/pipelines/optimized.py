@@ -12,10 +12,11 @@ from pathlib import Path
 
 from ..bundle import ModelBundle
 from ..lipsync.boxes import make_box_planner
-from ..lipsync.engine import BoxPlan, SyncOptions, sync_lips
+from ..lipsync.engine import BoxPlan, SyncOptions, default_batch_size, sync_lips
 from ..lipsync.face_memo import FACE_FEATURES_PER_FRAME, FaceFeatureMemo
 from ..lipsync.frame_memo import FrameMemo, MemoryBudget
 from ..media import MediaInfo, iter_frames, probe, read_audio
+from ..media.writer import DEFAULT_PRESET
 from ..storage import Storage
 from ..timing import StageTimer
 from ..tts import TextToSpeech
@@ -35,7 +36,7 @@ class OptimizedPipeline:
 
     def __init__(self, bundle: ModelBundle, storage: Storage, tts: TextToSpeech, voice: VoiceConverter,
                  work_dir: Path, weights_dir: Path, resize_factor: int = 3, strategy: str = "static",
-                 batch_size: int = 0, preset: str = "veryfast", input_cache_entries: int = 16,
+                 batch_size: int = 0, preset: str = DEFAULT_PRESET, input_cache_entries: int = 16,
                  frame_cache_bytes: int = 1024 * 1024 * 1024, artefacts: ArtefactStore | None = None) -> None:
         self.bundle, self.storage, self.tts, self.voice = bundle, storage, tts, voice
         self.work_dir = work_dir
@@ -43,8 +44,7 @@ class OptimizedPipeline:
         self.artefacts = artefacts
         self.frame_budget = MemoryBudget(frame_cache_bytes)
         self.resize_factor, self.strategy, self.preset = resize_factor, strategy, preset
-        cuda = bundle.device.type == "cuda"
-        self.batch_size = batch_size or (128 if cuda else 16)
+        self.batch_size = batch_size or default_batch_size(bundle.device.type)
         self._detect = make_box_planner(weights_dir, bundle.device.type)
 
     def run(self, job: LipVideoJob, should_stop: StopCheck | None = None,

@@ -31,9 +31,9 @@ INPUTS_PER_REPLICA = 64  # input keys a replica advertises; the LRU end is forgo
 @serve.deployment(name="Renderer", max_ongoing_requests=2, health_check_period_s=5)
 class Renderer:
     def __init__(self, settings: dict[str, Any]) -> None:
-        configure_logging()
         self.replica_id = serve.get_replica_context().replica_id.unique_id
         s = Settings(**settings)
+        configure_logging(log_format=s.log_format)
         # replicas on one machine must not share (or clean up) each other's request folders,
         # but they do share the artefact store (by default in the common work folder)
         s = s.model_copy(update={"work_dir": s.work_dir / f"replica-{self.replica_id}", "preload_models": True,

@@ -7,7 +7,6 @@ where a public source states it; files without one are checked for layout instea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -23,34 +22,41 @@ class WeightFile:
     required: bool = True
 
 
+# the official file names, the one place they are spelled (WEIGHTS_DIR holds them)
+WAV2LIP_FILE = "wav2lip_gan.pth"
+WAVLM_FILE = "WavLM-Large.pt"
+FREEVC_FILE = {"freevc": "freevc.pth", "freevc-s": "freevc-s.pth", "freevc-24": "freevc-24.pth"}
+SPEAKER_FILE = "pretrained_bak_5805000.pt"
+S3FD_FILE = "s3fd-619a316812.pth"
+
 _FREEVC_SPACE = "https://huggingface.co/spaces/OlaWod/FreeVC/resolve/main"
 
 CATALOG: tuple[WeightFile, ...] = (
     # hash and size pinned by several independent download scripts and the HF LFS etag; the
     # official Google Drive link now serves a different (TorchScript) file, so it is not used
-    WeightFile("wav2lip_gan.pth", "wav2lip", "Wav2Lip generator, GAN-trained (Rudrabha/Wav2Lip)",
+    WeightFile(WAV2LIP_FILE, "wav2lip", "Wav2Lip generator, GAN-trained (Rudrabha/Wav2Lip)",
                ("https://huggingface.co/camenduru/Wav2Lip/resolve/main/checkpoints/wav2lip_gan.pth",
                 "https://huggingface.co/numz/wav2lip_studio/resolve/main/Wav2lip/wav2lip_gan.pth",
                 "https://huggingface.co/Nekochu/Wav2Lip/resolve/main/wav2lip_gan.pth"),
                sha256="ca9ab7b7b812c0e80a6e70a5977c545a1e8a365a6c49d5e533023c034d7ac3d8",
                size=435_801_865),
     # no public source states hashes for the FreeVC generators: checked by layout only
-    WeightFile("freevc.pth", "freevc", "FreeVC synthesizer, 16 kHz (OlaWod/FreeVC)",
+    WeightFile(FREEVC_FILE["freevc"], "freevc", "FreeVC synthesizer, 16 kHz (OlaWod/FreeVC)",
                (f"{_FREEVC_SPACE}/checkpoints/freevc.pth",
                 "https://storage.openvinotoolkit.org/repositories/openvino_notebooks/models/freevc/freevc.pth")),
-    WeightFile("freevc-s.pth", "freevc-s", "FreeVC-s synthesizer, mel speaker path (OlaWod/FreeVC)",
+    WeightFile(FREEVC_FILE["freevc-s"], "freevc-s", "FreeVC-s synthesizer, mel speaker path (OlaWod/FreeVC)",
                (f"{_FREEVC_SPACE}/checkpoints/freevc-s.pth",), required=False),
-    WeightFile("freevc-24.pth", "freevc-24", "FreeVC synthesizer, 24 kHz output (OlaWod/FreeVC)",
+    WeightFile(FREEVC_FILE["freevc-24"], "freevc-24", "FreeVC synthesizer, 24 kHz output (OlaWod/FreeVC)",
                (f"{_FREEVC_SPACE}/checkpoints/freevc-24.pth",
                 "https://huggingface.co/spaces/kevinwang676/FreeVC/resolve/main/checkpoints/freevc-24.pth"),
                required=False),
-    WeightFile("WavLM-Large.pt", "wavlm", "WavLM-Large content encoder (microsoft/unilm)",
+    WeightFile(WAVLM_FILE, "wavlm", "WavLM-Large content encoder (microsoft/unilm)",
                ("https://github.com/bshall/knn-vc/releases/download/v0.1/WavLM-Large.pt",
                 "https://huggingface.co/s3prl/converted_ckpts/resolve/main/wavlm_large.pt"),
                sha256="6fb4b3c3e6aa567f0a997b30855859cb81528ee8078802af439f7b2da0bf100f",
                size=1_261_965_425),
     # two differing copies circulate under this name, so only the size is pinned
-    WeightFile("pretrained_bak_5805000.pt", "speaker",
+    WeightFile(SPEAKER_FILE, "speaker",
                "FreeVC's speaker encoder (optional: resemblyzer's packaged weights are the default)",
                (f"{_FREEVC_SPACE}/speaker_encoder/ckpt/pretrained_bak_5805000.pt",
                 "https://github.com/OlaWod/FreeVC/raw/main/speaker_encoder/ckpt/pretrained_bak_5805000.pt"),
@@ -58,7 +64,7 @@ CATALOG: tuple[WeightFile, ...] = (
     # face-alignment's S3FD detector; the name carries the first 10 hex digits of its SHA-256.
     # `weights fetch` gets it with the rest and `--detector auto` uses it when present; not
     # required, because OpenCV's cascade detects without any file
-    WeightFile("s3fd-619a316812.pth", "s3fd", "S3FD face detector (face-alignment): --detector auto uses it",
+    WeightFile(S3FD_FILE, "s3fd", "S3FD face detector (face-alignment): --detector auto uses it",
                ("https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
                 "https://huggingface.co/camenduru/Wav2Lip/resolve/main/checkpoints/s3fd-619a316812.pth"),
                sha256="619a31681264d3f7f7fc7a16a42cbbe8b23f31a256f75a366e5a1bcd59b33543",
@@ -66,9 +72,4 @@ CATALOG: tuple[WeightFile, ...] = (
 )
 
 BY_NAME = {w.name: w for w in CATALOG}
-FREEVC_FILE = {"freevc": "freevc.pth", "freevc-s": "freevc-s.pth", "freevc-24": "freevc-24.pth"}
-SPEAKER_FILE = "pretrained_bak_5805000.pt"
 
-
-def weight_path(weights_dir: Path, name: str) -> Path:
-    return Path(weights_dir) / BY_NAME[name].name
