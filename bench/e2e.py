@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from bench._machine import describe_machine
-from service.emulator import GCSEmulator, free_port
-from service.serve_local import call, upload_to_emulator
+from service.dev.emulator import GCSEmulator, free_port
+from service.dev.local_server import call, upload_to_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ BUCKET = "bench"
 
 
 def standard_input() -> Path:
-    from service.samples import espeak_speech, make_face_video
+    from service.dev.samples import espeak_speech, make_face_video
 
     WORK.mkdir(exist_ok=True)
     video = WORK / "standard_1080p30_5s.mp4"
@@ -114,7 +114,7 @@ def main() -> int:
     ap.add_argument("--weights", type=Path, default=ROOT / ".demo" / "weights")
     ap.add_argument("--json", type=Path, help="write results here (default bench/results/<date>-<host>.json)")
     args = ap.parse_args()
-    from service.demo import ensure_demo_weights
+    from service.dev.demo import ensure_demo_weights
 
     weights = ensure_demo_weights(args.weights)
     video = standard_input()

@@ -26,8 +26,8 @@ SENTENCE = ("The quick brown fox jumps over the lazy dog while twelve happy peop
 
 
 def prepare(seconds: float) -> tuple[Path, Path, Path]:
-    from service.demo import ensure_demo_weights
-    from service.samples import espeak_speech, make_face_video
+    from service.dev.demo import ensure_demo_weights
+    from service.dev.samples import espeak_speech, make_face_video
     from service.tts import write_wav
     from service.types import Audio
 
@@ -49,12 +49,12 @@ def run_once(face: Path, speech: Path, ckpt: Path, flags: list[str], device: str
 import json, resource, sys, time
 from pathlib import Path
 from service.settings import Settings
-from service.sync_command import add_sync_arguments
+from service.commands.sync import add_sync_arguments
 import argparse
 p = argparse.ArgumentParser(); add_sync_arguments(p)
 args = p.parse_args({json.dumps(['--face', str(face), '--audio', str(speech), '--out', str(WORK / 'out.mp4'),
                                   '--wav2lip', str(ckpt), '--device', device, '--no-progress', *flags])})
-from service.sync_command import sync_from_args
+from service.commands.sync import sync_from_args
 t0 = time.perf_counter()
 r = sync_from_args(args, Settings())
 wall = time.perf_counter() - t0

@@ -24,7 +24,7 @@ from models.freevc import load_freevc
 from models.speaker_encoder import load_speaker_encoder
 from models.wav2lip import load_wav2lip
 from models.wavlm import load_wavlm
-from service.demo import ensure_demo_weights
+from service.dev.demo import ensure_demo_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 

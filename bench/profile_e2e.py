@@ -15,9 +15,9 @@ from pathlib import Path
 from torch.profiler import ProfilerActivity, profile
 
 from bench.e2e import BUCKET, WORK, WORKLOADS, standard_input
-from service.emulator import GCSEmulator
+from service.dev.emulator import GCSEmulator
+from service.dev.local_server import upload_to_emulator
 from service.pipelines import LipVideoJob
-from service.serve_local import upload_to_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ def main() -> int:
     ap.add_argument("--workload", default="sentence", choices=list(WORKLOADS))
     ap.add_argument("--top", type=int, default=15)
     args = ap.parse_args()
-    from service.demo import ensure_demo_weights
+    from service.dev.demo import ensure_demo_weights
     from service.runtime import ServiceRuntime
     from service.settings import Settings
 

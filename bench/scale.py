@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from bench._machine import describe_machine
-from service.emulator import GCSEmulator, free_port
-from service.serve_local import upload_to_emulator
+from service.dev.emulator import GCSEmulator, free_port
+from service.dev.local_server import upload_to_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "scale"
@@ -51,7 +51,7 @@ def _http(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> 
 
 
 def make_inputs(n: int) -> list[Path]:
-    from service.samples import espeak_speech, make_face_video
+    from service.dev.samples import espeak_speech, make_face_video
 
     WORK.mkdir(parents=True, exist_ok=True)
     voice = espeak_speech("This is my own voice, recorded for the service.", "en-gb")
@@ -72,8 +72,8 @@ def run_config(emulator: GCSEmulator, weights: str, replicas: int, affinity: boo
            "TTS_CACHE_DIR": str(tmp / "tts"), "DEVICE": device, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0", "MAX_QUEUED_JOBS": str(jobs + 10)}
     gpus = "1" if device == "cuda" else "0"
-    cmd = [sys.executable, "-m", "service.cli", "serve", "--ray", "--port", str(port), "--replicas", str(replicas),
-           "--gpus-per-replica", gpus, "--cpus-per-replica", "0.5" if device == "cpu" else "2"]
+    cmd = [sys.executable, "-m", "service.commands.cli", "serve", "--ray", "--port", str(port),
+           "--replicas", str(replicas), "--gpus-per-replica", gpus, "--cpus-per-replica", "0.5" if device == "cpu" else "2"]
     if not affinity:
         cmd.append("--no-affinity")
     log = (tmp / "serve.log").open("wb")

@@ -33,8 +33,8 @@ import torch
 
 from bench._machine import describe_machine, peak_rss_mb
 from service.bundle import ModelBundle, load_bundle
-from service.demo import ensure_demo_weights
-from service.samples import espeak_speech
+from service.dev.demo import ensure_demo_weights
+from service.dev.samples import espeak_speech
 from service.types import Audio
 from service.voice import VoiceConverter
 from service.weights.catalog import FREEVC_FILE

@@ -23,8 +23,8 @@ import torch
 from bench._machine import describe_machine
 from bench.voice_convert import REFERENCE_TEXT, SOURCE_TEXT
 from service.bundle import load_bundle
-from service.demo import ensure_demo_weights
-from service.samples import espeak_speech
+from service.dev.demo import ensure_demo_weights
+from service.dev.samples import espeak_speech
 
 ROOT = Path(__file__).resolve().parent.parent
 

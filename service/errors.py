@@ -3,7 +3,7 @@
 Every error the service raises on purpose derives from :class:`ServiceError` and carries a
 stable ``code`` (what clients and external checks read) and an ``http_status``. Subclasses may
 live with their layer (storage, tts, ...), but only two places map them: ``api/errors.py``
-(HTTP) and ``service/command_errors.py`` (exit codes). Messages name what the caller sent
+(HTTP) and ``service/commands/exit_codes.py`` (exit codes). Messages name what the caller sent
 (its URI, its field), never a server path.
 
 =============================  ========================  ======

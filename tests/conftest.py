@@ -19,7 +19,7 @@ def load_case(name: str) -> np.lib.npyio.NpzFile:
 def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A WEIGHTS_DIR written by the product's own `lipsync weights make-test` (2 WavLM layers
     to keep the suite fast), shared by the whole session. Treat it as read-only."""
-    from service.cli import main
+    from service.commands.cli import main
 
     out = tmp_path_factory.mktemp("weights")
     assert main(["weights", "make-test", "--out", str(out), "--wavlm-layers", "2"]) == 0

@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 import pytest
 
-from service.emulator import GCSEmulator as _Emulator
-from service.emulator import find_binary, free_port  # noqa: F401 - re-exported for tests
+from service.dev.emulator import GCSEmulator as _Emulator
+from service.dev.emulator import find_binary, free_port  # noqa: F401 - re-exported for tests
 
 
 class GCSEmulator(_Emulator):

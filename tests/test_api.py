@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from service.dev.samples import espeak_speech, make_face_video
 from service.media import VideoWriter, probe
-from service.samples import espeak_speech, make_face_video
 from service.settings import Settings
 
 from .gcs_emulator import EmulatorBucket, GCSEmulator

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main
-from service.command_errors import exit_code_for_error_code
-from service.emulator import free_port
-from service.serve_local import local_service
+from service.commands.cli import main
+from service.commands.exit_codes import exit_code_for_error_code
+from service.dev.emulator import free_port
+from service.dev.local_server import local_service
 
 from .gcs_emulator import EmulatorBucket, GCSEmulator
 from .test_api import _settings, media  # noqa: F401 - fixture

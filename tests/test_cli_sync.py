@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.cli import main
+from service.commands.cli import main
 from service.media import VideoWriter, probe
 
 from .conftest import DATA

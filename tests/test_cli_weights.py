@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.cli import main
+from service.commands.cli import main
 from service.weights import catalog
 from service.weights.formula import DEFAULT_TAG, fingerprint, generate_state_dict, read_spec
 
@@ -40,7 +40,7 @@ def test_make_test_writes_official_names_and_says_not_trained(weights_dir: Path,
 
 
 def test_make_test_banner_on_stderr(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "service.cli", "weights", "make-test", "--out",
+    r = subprocess.run([sys.executable, "-m", "service.commands.cli", "weights", "make-test", "--out",
                         str(tmp_path), "--wavlm-layers", "1"], capture_output=True, text=True, check=True)
     assert "NOT TRAINED" in r.stderr
     assert r.stdout.count("NOT trained") == 5

@@ -82,8 +82,8 @@ def test_the_embedded_default_never_imports_ray() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import api.main, service.cli, service.runtime; "
-            "from service.cli import build_parser; build_parser(); "
+    code = ("import sys; import api.main, service.commands.cli, service.runtime; "
+            "from service.commands.cli import build_parser; build_parser(); "
             "assert 'ray' not in sys.modules, sorted(m for m in sys.modules if m.startswith('ray'))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr

@@ -66,11 +66,11 @@ def test_lipsync_dev_gcs_serves_the_seeded_sample(tmp_path: Path) -> None:
     import time
     import urllib.request
 
-    from service.emulator import free_port
+    from service.dev.emulator import free_port
     from service.media import probe
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "dev", "gcs", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "service.commands.cli", "dev", "gcs", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     try:
         lines = [proc.stdout.readline() for _ in range(2)]  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from models import ModelLoadError
 from models.s3fd import S3FD
+from service.dev.samples import FACE_SOURCE
 from service.errors import BadInputError, MediaError, NoFaceError
 from service.face import (
     S3FD_FILE,
@@ -28,7 +29,6 @@ from service.face import (
     smooth_boxes,
 )
 from service.face.s3fd import top_candidates
-from service.samples import FACE_SOURCE
 from service.types import FaceBox
 
 DATA = Path(__file__).parent / "data"

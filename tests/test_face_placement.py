@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from models.wav2lip import Wav2Lip, load_wav2lip
+from service.dev.samples import face_frames, face_image, make_face_video
 from service.errors import NoFaceError
 from service.face import (
     FaceDetection,
@@ -25,7 +26,6 @@ from service.face import (
 from service.lipsync.boxes import make_box_planner
 from service.lipsync.engine import BoxPlan, SyncOptions, composite_frames
 from service.media import VideoWriter, iter_frames, probe, read_audio
-from service.samples import face_frames, face_image, make_face_video
 from service.timing import StageTimer
 from service.types import Audio, FaceBox
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from service.cli import main
+from service.commands.cli import main
 from service.errors import MediaError
 from service.media import Format, VideoWriter, iter_frames, probe, read_audio, sniff, sniff_format
 

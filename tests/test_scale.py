@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from service.emulator import free_port
-from service.samples import espeak_speech, make_face_video
+from service.dev.emulator import free_port
+from service.dev.samples import espeak_speech, make_face_video
 
 from .gcs_emulator import EmulatorBucket, GCSEmulator
 
@@ -51,7 +51,7 @@ def cluster(weights_dir: Path, gcs_emulator: GCSEmulator, tmp_path_factory: pyte
            "RESIZE_FACTOR": "1", "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0"}
     log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--ray", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "service.commands.cli", "serve", "--ray", "--port", str(port),
                              "--replicas", "2", "--cpus-per-replica", "0.5", "--num-cpus", "2"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

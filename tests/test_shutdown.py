@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from service.emulator import free_port
-from service.samples import espeak_speech, make_face_video
+from service.dev.emulator import free_port
+from service.dev.samples import espeak_speech, make_face_video
 from service.tts import write_wav
 
 from .conftest import DATA
@@ -172,7 +172,7 @@ def test_cli_sigterm_removes_the_partial_output(weights_dir: Path, tmp_path: Pat
     speech = write_wav(tmp_path / "long.wav", espeak_speech(LONG_TEXT + " " + LONG_TEXT, "en-us"))
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "sync", "--face", str(DATA / "face_dev.mp4"),
+    proc = subprocess.Popen([sys.executable, "-m", "service.commands.cli", "sync", "--face", str(DATA / "face_dev.mp4"),
                              "--audio", str(speech), "--out", str(out_dir / "result.mp4"), "--device", "cpu",
                              "--wav2lip", str(weights_dir / "wav2lip_gan.pth"), "--box", "135", "295", "327", "477",
                              "--no-progress"], stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})

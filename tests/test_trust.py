@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from service.dev.samples import face_image
 from service.media import VideoWriter
 from service.pipelines.common import remove_stale_request_dirs
 from service.runtime import ServiceRuntime
-from service.samples import face_image
 from service.settings import Settings, SettingsError, load_settings
 
 from .gcs_emulator import EmulatorBucket, GCSEmulator

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from service.commands.speak import add_speak_arguments, run_speak
 from service.errors import BadInputError
-from service.speak_command import add_speak_arguments, run_speak
 from service.tts import (
     EspeakEngine,
     GTTSEngine,

@@ -19,7 +19,7 @@ import torch
 
 from models.freevc_mel import mel_spectrogram
 from service.bundle import ModelBundle, load_bundle
-from service.convert_command import add_convert_arguments, run_convert
+from service.commands.convert import add_convert_arguments, run_convert
 from service.errors import BadInputError
 from service.media import read_audio
 from service.settings import Settings

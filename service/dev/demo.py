@@ -18,8 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .weights.catalog import FREEVC_FILE, WAV2LIP_FILE, WAVLM_FILE
-from .weights.formula import NOT_TRAINED_BANNER, write_test_checkpoint
+from ..weights.catalog import FREEVC_FILE, WAV2LIP_FILE, WAVLM_FILE
+from ..weights.formula import NOT_TRAINED_BANNER, write_test_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,9 @@ def ensure_demo_video(work_dir: Path) -> Path:
 
 
 def run_demo(work_dir: Path, device: str = "auto") -> int:
+    from ..settings import Settings
     from .emulator import GCSEmulator
-    from .serve_local import call, download_from_emulator, local_service, upload_to_emulator
-    from .settings import Settings
+    from .local_server import call, download_from_emulator, local_service, upload_to_emulator
 
     work_dir = work_dir.resolve()
     weights = ensure_demo_weights(work_dir / "weights")

@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .command_args import add_weights_dir
-from .command_errors import EXIT_OK, report_failure
-from .errors import BadInputError
-from .media.writer import DEFAULT_PRESET
-from .settings import Settings, lipsync_dtype, resolve_device
+from ..errors import BadInputError
+from ..media.writer import DEFAULT_PRESET
+from ..settings import Settings, lipsync_dtype, resolve_device
+from .args import add_weights_dir
+from .exit_codes import EXIT_OK, report_failure
 
 if TYPE_CHECKING:
-    from .lipsync.engine import SyncResult
+    from ..lipsync.engine import SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def run_sync(args: argparse.Namespace, settings: Settings) -> int:
         result = sync_from_args(args, settings)
     except Exception as e:  # noqa: BLE001 - mapped to an exit code and one line
         return report_failure("lipsync sync", e)
-    from .timing import format_table
+    from ..timing import format_table
 
     print(format_table(result.seconds, result.total_s, "lipsync sync: per-stage seconds"), file=sys.stderr)
     if result.face_detection is not None:
@@ -82,11 +82,11 @@ def sync_from_args(args: argparse.Namespace, settings: Settings) -> SyncResult:
 
     from models.wav2lip import load_wav2lip
 
-    from .lipsync.boxes import make_box_planner
-    from .lipsync.engine import SyncOptions, default_batch_size, sync_lips
-    from .media import ensure_writable, read_audio
-    from .timing import StageTimer
-    from .weights.catalog import WAV2LIP_FILE
+    from ..lipsync.boxes import make_box_planner
+    from ..lipsync.engine import SyncOptions, default_batch_size, sync_lips
+    from ..media import ensure_writable, read_audio
+    from ..timing import StageTimer
+    from ..weights.catalog import WAV2LIP_FILE
 
     face, out = Path(args.face), Path(args.out)
     for name, value in (("--resize-factor", args.resize_factor), ("--batch-size", args.batch_size or 1),

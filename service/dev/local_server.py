@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..settings import Settings
 from .emulator import GCSEmulator, free_port
-from .settings import Settings
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from .command_errors import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, exit_code_for_error_code
+from .exit_codes import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, exit_code_for_error_code
 
 URL_ENV, KEY_ENV = "LIPSYNC_URL", "LIPSYNC_API_KEY"
 JOBS_PATH = "/api/v1/jobs"

@@ -11,7 +11,7 @@ import sys
 
 from models import ModelLoadError
 
-from .errors import BadInputError, ServiceError
+from ..errors import BadInputError, ServiceError
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import threading
 
 import torch
 
-from .command_args import add_weights_dir
-from .settings import Settings
+from ..settings import Settings
+from .args import add_weights_dir
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def _serve_ray(args: argparse.Namespace, settings: Settings) -> int:
 
     from api.scale import build_application
 
-    from .scale.config import APP_NAME, ReplicaPlan
+    from ..scale.config import APP_NAME, ReplicaPlan
 
     gpus = args.gpus_per_replica
     if gpus is None:

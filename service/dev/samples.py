@@ -17,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .media import VideoWriter, read_audio
-from .types import Audio
+from ..media import VideoWriter, read_audio
+from ..types import Audio
 
-FACE_SOURCE = Path(__file__).resolve().parent / "assets" / "face_dev_frame0.png"
+FACE_SOURCE = Path(__file__).resolve().parents[1] / "assets" / "face_dev_frame0.png"
 
 
 def face_image() -> np.ndarray:

@@ -10,14 +10,14 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from .command_errors import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
-from .logs import configure_logging
-from .settings import SettingsError, load_settings
+from ..logs import configure_logging
+from ..settings import SettingsError, load_settings
+from .exit_codes import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
 
 
 def _weights_make_test(args: argparse.Namespace) -> int:
-    from .weights.catalog import FREEVC_FILE, SPEAKER_FILE, WAV2LIP_FILE, WAVLM_FILE
-    from .weights.formula import NOT_TRAINED_BANNER, write_test_checkpoint
+    from ..weights.catalog import FREEVC_FILE, SPEAKER_FILE, WAV2LIP_FILE, WAVLM_FILE
+    from ..weights.formula import NOT_TRAINED_BANNER, write_test_checkpoint
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -35,7 +35,7 @@ def _weights_make_test(args: argparse.Namespace) -> int:
 
 
 def _weights_check(args: argparse.Namespace) -> int:
-    from .weights.check import check_weights, format_report
+    from ..weights.check import check_weights, format_report
 
     statuses = check_weights(Path(args.dir), verify_hash=args.verify_hash)
     print(format_report(statuses))
@@ -44,8 +44,8 @@ def _weights_check(args: argparse.Namespace) -> int:
 
 
 def _weights_fetch(args: argparse.Namespace) -> int:
-    from .weights.catalog import CATALOG
-    from .weights.fetch import FetchError, fetch_file
+    from ..weights.catalog import CATALOG
+    from ..weights.fetch import FetchError, fetch_file
 
     names = set(args.only or [])
     unknown = names - {w.name for w in CATALOG}
@@ -67,37 +67,37 @@ def _weights_fetch(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from .sync_command import run_sync
+    from .sync import run_sync
 
     return run_sync(args, args.settings)
 
 
 def _speak(args: argparse.Namespace) -> int:
-    from .speak_command import run_speak
+    from .speak import run_speak
 
     return run_speak(args, args.settings)
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert_command import run_convert
+    from .convert import run_convert
 
     return run_convert(args, args.settings)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .serve_command import run_serve
+    from .serve import run_serve
 
     return run_serve(args, args.settings)
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from .dev_command import run_dev
+    from .dev import run_dev
 
     return run_dev(args)
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from .jobs_command import run_jobs
+    from .jobs import run_jobs
 
     return run_jobs(args)
 
@@ -112,7 +112,7 @@ def run_bench(bench_args: list[str]) -> int:
 
     if bench_args[:1] == ["--"]:
         bench_args = bench_args[1:]
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "bench" / "e2e.py").is_file():
         print(f"error: {root / 'bench'} not found: `lipsync bench` runs from a source checkout", file=sys.stderr)
         return EXIT_ERROR
@@ -120,7 +120,7 @@ def run_bench(bench_args: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..dev.demo import run_demo
 
     return run_demo(Path(args.work_dir), device=args.device)
 
@@ -151,31 +151,31 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--only", nargs="+", metavar="FILE", help="only these file names (default: every file)")
     fe.set_defaults(func=_weights_fetch)
 
-    from .sync_command import add_sync_arguments
+    from .sync import add_sync_arguments
 
     sy = sub.add_parser("sync", help="lip-sync a face video or image to speech; writes an mp4")
     add_sync_arguments(sy)
     sy.set_defaults(func=_sync)
 
-    from .speak_command import add_speak_arguments
+    from .speak import add_speak_arguments
 
     sp = sub.add_parser("speak", help="text to speech (espeak-ng offline, gtts online) into a wav")
     add_speak_arguments(sp)
     sp.set_defaults(func=_speak)
 
-    from .convert_command import add_convert_arguments
+    from .convert import add_convert_arguments
 
     cv = sub.add_parser("convert", help="FreeVC: speak SOURCE speech in the voice of TARGET (audio or video)")
     add_convert_arguments(cv)
     cv.set_defaults(func=_convert)
 
-    from .serve_command import add_serve_arguments
+    from .serve import add_serve_arguments
 
     sv = sub.add_parser("serve", help="serve the HTTP API: embedded (uvicorn) or on Ray Serve (--ray)")
     add_serve_arguments(sv)
     sv.set_defaults(func=_serve)
 
-    from .jobs_command import add_jobs_arguments
+    from .jobs import add_jobs_arguments
 
     jb = sub.add_parser("jobs", help="submit, follow and cancel jobs of a running service (--url, $LIPSYNC_URL)")
     add_jobs_arguments(jb)
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to bench/e2e.py (see --help there)")
     b.set_defaults(func=_bench)
 
-    from .dev_command import add_dev_arguments
+    from .dev import add_dev_arguments
 
     dv = sub.add_parser("dev", help="tools for trying the service locally: `lipsync dev gcs` (a GCS emulator)")
     add_dev_arguments(dv)

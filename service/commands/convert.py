@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .command_args import add_weights_dir
-from .command_errors import EXIT_OK, report_failure
-from .errors import BadInputError
-from .settings import Settings, model_dtype, resolve_device
+from ..errors import BadInputError
+from ..settings import Settings, model_dtype, resolve_device
+from .args import add_weights_dir
+from .exit_codes import EXIT_OK, report_failure
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ CONFIGS = ("freevc", "freevc-s", "freevc-24")
 
 
 def add_convert_arguments(p: argparse.ArgumentParser) -> None:
-    from .voice import CHUNK_S, MAX_SOURCE_S, NOISE_SCALE, OVERLAP_S
+    from ..voice import CHUNK_S, MAX_SOURCE_S, NOISE_SCALE, OVERLAP_S
 
     p.add_argument("--source", required=True, help="speech to convert: any audio or video file with sound")
     p.add_argument("--target", required=True,
@@ -60,7 +60,7 @@ def run_convert(args: argparse.Namespace, settings: Settings) -> int:
         result = convert_from_args(args, settings)
     except Exception as e:  # noqa: BLE001 - mapped to an exit code and one line
         return report_failure("lipsync convert", e)
-    from .timing import format_table
+    from ..timing import format_table
 
     print(format_table(result.seconds, result.total_s, "lipsync convert: per-step seconds"), file=sys.stderr)
     print(f"{result.duration_s:.2f} s of converted speech at {result.sample_rate} Hz -> {result.out_path}")
@@ -80,11 +80,11 @@ def convert_from_args(args: argparse.Namespace, settings: Settings) -> ConvertRe
     Steps (each timed): read source, read target, load models, speaker embedding, wavlm,
     synthesizer, resample (freevc-24 only), write.
     """
-    from .bundle import load_bundle
-    from .media import read_audio
-    from .timing import StageTimer
-    from .tts.wavfile import write_wav
-    from .voice import VoiceConverter
+    from ..bundle import load_bundle
+    from ..media import read_audio
+    from ..timing import StageTimer
+    from ..tts.wavfile import write_wav
+    from ..voice import VoiceConverter
 
     out = Path(args.out)
     _check_out(out)

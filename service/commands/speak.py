@@ -6,10 +6,10 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from .command_errors import EXIT_OK, report_failure
-from .errors import BadInputError
-from .tts import ENGINE_NAMES, TextToSpeech, TTSConfig, write_wav
-from .tts.tempo import MAX_SPEED, MIN_SPEED
+from ..errors import BadInputError
+from ..tts import ENGINE_NAMES, TextToSpeech, TTSConfig, write_wav
+from ..tts.tempo import MAX_SPEED, MIN_SPEED
+from .exit_codes import EXIT_OK, report_failure
 
 log = logging.getLogger(__name__)
 

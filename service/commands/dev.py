@@ -13,9 +13,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .command_errors import EXIT_OK
+from .exit_codes import EXIT_OK
 
-DEFAULT_SEED = Path(__file__).resolve().parent.parent / "dev" / "gcs-seed"
+DEFAULT_SEED = Path(__file__).resolve().parents[2] / "dev" / "gcs-seed"
 
 
 def add_dev_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,8 +31,8 @@ def add_dev_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_dev(args: argparse.Namespace) -> int:
-    from .emulator import GCSEmulator
-    from .serve_local import upload_to_emulator
+    from ..dev.emulator import GCSEmulator
+    from ..dev.local_server import upload_to_emulator
 
     with tempfile.TemporaryDirectory(prefix="lipsync-gcs-") as tmp:
         emulator = GCSEmulator(Path(args.data or tmp), port=args.port)
