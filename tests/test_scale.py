@@ -102,15 +102,19 @@ served: dict[str, str] = {}  # input -> the replica that rendered it first
 
 
 def test_both_replicas_serve_and_repeats_stay_with_their_replica(cluster: str, bucket: EmulatorBucket) -> None:
-    jobs = {src: _call(cluster, "POST", "/api/v1/jobs", _body(bucket, src, f"first-{src}"))["job_id"]
-            for src in ("a.mp4", "b.mp4")}
+    jobs = {"a.mp4": _call(cluster, "POST", "/api/v1/jobs", _body(bucket, "a.mp4", "first-a.mp4", LONG_TEXT))["job_id"]}
+    # b arrives while a renders: the replica holding a is busy, so b goes to the other one
+    while _call(cluster, "GET", f"/api/v1/jobs/{jobs['a.mp4']}")["status"] != "running":
+        time.sleep(0.1)
+    time.sleep(1.5)
+    jobs["b.mp4"] = _call(cluster, "POST", "/api/v1/jobs", _body(bucket, "b.mp4", "first-b.mp4"))["job_id"]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         records = dict(zip(jobs, pool.map(lambda j: _finished(cluster, j), jobs.values()), strict=True))
     for src, record in records.items():
         assert record["status"] == "succeeded", record
         assert record["served_by"].startswith("renderer/") and record["served_by"] == record["result"]["served_by"]
         served[src] = record["served_by"]
-    assert served["a.mp4"] != served["b.mp4"], "two jobs at once: both replicas render"
+    assert served["a.mp4"] != served["b.mp4"], "a job that arrives while the other renders goes to the idle replica"
     for i in range(2):
         again = _call(cluster, "POST", "/api/v1/lip-video", _body(bucket, "a.mp4", f"again-{i}.mp4", f"Again {i}."))
         assert again["served_by"] == served["a.mp4"], again
