@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import BadInputError
 from ..settings import Settings, model_dtype, resolve_device
 from .args import add_weights_dir
-from .exit_codes import EXIT_OK, report_failure
+from .exit_codes import run_reported
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,13 @@ class ConvertResult:
 
 def run_convert(args: argparse.Namespace, settings: Settings) -> int:
     """Exit codes: 0 done, 2 bad input (unreadable/silent/short media, bad option), 1 anything else."""
-    try:
-        result = convert_from_args(args, settings)
-    except Exception as e:  # noqa: BLE001 - mapped to an exit code and one line
-        return report_failure("lipsync convert", e)
-    from ..timing import format_table
+    def report(result: ConvertResult) -> None:
+        from ..timing import format_table
 
-    print(format_table(result.seconds, result.total_s, "lipsync convert: per-step seconds"), file=sys.stderr)
-    print(f"{result.duration_s:.2f} s of converted speech at {result.sample_rate} Hz -> {result.out_path}")
-    return EXIT_OK
+        print(format_table(result.seconds, result.total_s, "lipsync convert: per-step seconds"), file=sys.stderr)
+        print(f"{result.duration_s:.2f} s of converted speech at {result.sample_rate} Hz -> {result.out_path}")
+
+    return run_reported("lipsync convert", lambda: convert_from_args(args, settings), report)
 
 
 def _check_out(path: Path) -> None:

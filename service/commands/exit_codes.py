@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 from models import ModelLoadError
 
@@ -42,3 +44,17 @@ def report_failure(command: str, e: Exception) -> int:
     log.debug("%s failed", command, exc_info=e)
     print(f"error: {type(e).__name__}: {e} (run with -v for the traceback)", file=sys.stderr)
     return EXIT_ERROR
+
+
+T = TypeVar("T")
+
+
+def run_reported(command: str, work: Callable[[], T], report: Callable[[T], None]) -> int:
+    """The tail every command shares: run ``work``; a failure becomes one line and its exit
+    code, a success is ``report``-ed (stdout/stderr) and exits 0."""
+    try:
+        result = work()
+    except Exception as e:  # noqa: BLE001 - mapped to an exit code and one line
+        return report_failure(command, e)
+    report(result)
+    return EXIT_OK

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import BadInputError
 from ..tts import ENGINE_NAMES, TextToSpeech, TTSConfig, write_wav
 from ..tts.tempo import MAX_SPEED, MIN_SPEED
-from .exit_codes import EXIT_OK, report_failure
+from .exit_codes import run_reported
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,7 @@ def add_speak_arguments(p: argparse.ArgumentParser) -> None:
 def run_speak(args: argparse.Namespace, settings: object) -> int:
     """Exit codes: 0 written, 2 bad input (text, language, engine, speed, output path), 1 the
     engine failed or the online service is unreachable. One-line messages on stderr."""
-    try:
-        message = speak_from_args(args, settings)
-    except Exception as e:  # noqa: BLE001 - mapped to an exit code and one line
-        return report_failure("lipsync speak", e)
-    print(message)
-    return EXIT_OK
+    return run_reported("lipsync speak", lambda: speak_from_args(args, settings), print)
 
 
 def speak_from_args(args: argparse.Namespace, settings: object) -> str:

@@ -11,7 +11,7 @@ from ..errors import BadInputError
 from ..media.writer import DEFAULT_PRESET
 from ..settings import Settings, lipsync_dtype, resolve_device
 from .args import add_weights_dir
-from .exit_codes import EXIT_OK, report_failure
+from .exit_codes import run_reported
 
 if TYPE_CHECKING:
     from ..lipsync.engine import SyncResult
@@ -62,18 +62,16 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_sync(args: argparse.Namespace, settings: Settings) -> int:
     """Exit codes: 0 done, 2 bad input (including no face), 1 anything else."""
-    try:
-        result = sync_from_args(args, settings)
-    except Exception as e:  # noqa: BLE001 - mapped to an exit code and one line
-        return report_failure("lipsync sync", e)
-    from ..timing import format_table
+    def report(result: SyncResult) -> None:
+        from ..timing import format_table
 
-    print(format_table(result.seconds, result.total_s, "lipsync sync: per-stage seconds"), file=sys.stderr)
-    if result.face_detection is not None:
-        print(f"face: {result.face_detection.summary()}", file=sys.stderr)
-    print(f"{result.frames} frames at {result.fps:g} fps, {result.width}x{result.height}, "
-          f"{result.frames / max(result.total_s, 1e-9):.1f} frames/s -> {result.out_path}")
-    return EXIT_OK
+        print(format_table(result.seconds, result.total_s, "lipsync sync: per-stage seconds"), file=sys.stderr)
+        if result.face_detection is not None:
+            print(f"face: {result.face_detection.summary()}", file=sys.stderr)
+        print(f"{result.frames} frames at {result.fps:g} fps, {result.width}x{result.height}, "
+              f"{result.frames / max(result.total_s, 1e-9):.1f} frames/s -> {result.out_path}")
+
+    return run_reported("lipsync sync", lambda: sync_from_args(args, settings), report)
 
 
 def sync_from_args(args: argparse.Namespace, settings: Settings) -> SyncResult:

@@ -24,7 +24,7 @@ from ..tts import TextToSpeech, write_wav
 from ..voice import VoiceConverter
 from .base import LipVideoJob, LipVideoResult
 from .checks import check_input
-from .common import ProgressReport, StepClock, StopCheck, in_callers_terms, request_dir
+from .common import ProgressReport, StepClock, StopCheck, in_callers_terms, request_dir, upload_result
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,4 @@ class BaselinePipeline:
                 result = sync_lips(video, read_audio(voiced_wav, 16000), out, w2l, opts,
                                    make_box_planner(self.weights_dir, self.device.type), timer=timer,
                                    progress=clock.frames_done)
-            clock.add("encode", result.seconds.get("encode", 0.0))
-            with clock.step("upload"):
-                self.storage.upload(out, job.output_uri)
-            return LipVideoResult(job.output_uri, self.name, result.frames / result.fps, clock.finish(), hits,
-                                  info.size, out.stat().st_size, result.frames,
-                                  result.face_detection.as_dict() if result.face_detection else None)
+            return upload_result(self.name, job, result, out, self.storage, clock, hits, info.size)

@@ -8,10 +8,15 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InterruptedJobError, ServiceError
 from ..timing import StageTimer
-from .base import STEPS
+from .base import STEPS, LipVideoJob, LipVideoResult
+
+if TYPE_CHECKING:
+    from ..lipsync.engine import SyncResult
+    from ..storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +102,15 @@ def in_callers_terms(local: Path, uri: str) -> Iterator[None]:
         if text != str(e):
             e.args = (text, *e.args[1:])
         raise
+
+
+def upload_result(pipeline: str, job: LipVideoJob, sync: SyncResult, out: Path, storage: Storage,
+                  clock: StepClock, hits: dict[str, bool], input_bytes: int) -> LipVideoResult:
+    """The tail both pipelines share: count the encoder's busy time (it ran in its own thread,
+    overlapped with lip-sync), upload the mp4 all or nothing, and describe the result."""
+    clock.add("encode", sync.seconds.get("encode", 0.0))
+    with clock.step("upload"):
+        storage.upload(out, job.output_uri)
+    return LipVideoResult(job.output_uri, pipeline, sync.frames / sync.fps, clock.finish(), hits, input_bytes,
+                          out.stat().st_size, sync.frames,
+                          sync.face_detection.as_dict() if sync.face_detection else None)

@@ -25,7 +25,7 @@ from ..voice import VoiceConverter
 from .artefacts import ArtefactStore
 from .base import LipVideoJob, LipVideoResult
 from .checks import check_input
-from .common import ProgressReport, StepClock, StopCheck, in_callers_terms, request_dir
+from .common import ProgressReport, StepClock, StopCheck, in_callers_terms, request_dir, upload_result
 from .input_cache import InputCache, InputEntry
 
 log = logging.getLogger(__name__)
@@ -83,13 +83,7 @@ class OptimizedPipeline:
                 result = sync_lips(entry.video, voiced, out, self.bundle.wav2lip, opts, planner, timer=timer,
                                    open_frames=memo.open, face_memo=self._faces(entry, opts.resize_factor),
                                    progress=clock.frames_done)
-            # the encoder runs in its own thread, overlapped with lip-sync: report its busy time
-            clock.add("encode", result.seconds.get("encode", 0.0))
-            with clock.step("upload"):
-                self.storage.upload(out, job.output_uri)
-            return LipVideoResult(job.output_uri, self.name, result.frames / result.fps, clock.finish(), hits,
-                                  entry.size, out.stat().st_size, result.frames,
-                                  result.face_detection.as_dict() if result.face_detection else None)
+            return upload_result(self.name, job, result, out, self.storage, clock, hits, entry.size)
 
     def _speech(self, job: LipVideoJob) -> tuple[Audio, bool]:
         """TTS audio: this process's cache, then the shared store, then the engine."""
