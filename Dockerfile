@@ -6,6 +6,8 @@
 # api-keys.txt holds name:sha256-hex-of-key lines (README "Keys and bucket limits"); without
 # API_KEYS_FILE and ALLOWED_BUCKETS the service is open (it warns at start-up). On SIGTERM it
 # lets renders finish for SHUTDOWN_GRACE_S (30 s): give the container a longer stop timeout.
+# GET / serves a page to try the service (UI_ENABLED, default true): set -e UI_ENABLED=false for
+# an API-only deployment, and UPLOAD_STORE=gs://bucket/prefix for the page's uploads and outputs.
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \

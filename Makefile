@@ -7,7 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # re-install when the project's dependencies change
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
-SYSTEM_PACKAGES := espeak-ng
+# chromium: the page's browser test drives Debian's build with Playwright (no browser download)
+SYSTEM_PACKAGES := espeak-ng chromium
 DEMO_DIR := .demo
 # one line per package pip fetches (and its errors), instead of silence or pages of notices
 PIP_PROGRESS := awk '/^(Collecting|Successfully|ERROR)/ {print; fflush()}'

@@ -27,7 +27,10 @@ from .auth import OPEN_PATHS, KeyRing, with_api_keys
 from .errors import install_error_handlers, service_error_response
 from .jobs import router as jobs_router
 from .metrics import Metrics
+from .page import is_page_path
+from .page import router as page_router
 from .routes import router
+from .uploads import router as uploads_router
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +76,16 @@ def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None 
     app.state.metrics = metrics
     install_error_handlers(app, metrics.error)
     app.include_router(router)
+    app.include_router(uploads_router)  # before the jobs: /api/v1/jobs/{job_id}/video
     app.include_router(jobs_router)
+    app.include_router(page_router)
     _declare_api_keys(app)
 
     @app.middleware("http")
     async def _authenticate(request: Request, call_next):  # noqa: ANN001, ANN202
         keys: KeyRing | None = getattr(request.app.state, "keys", None)
         request.state.key_name = None
-        if keys is not None and request.url.path not in OPEN_PATHS:
+        if keys is not None and request.url.path not in OPEN_PATHS and not is_page_path(request.url.path):
             try:
                 request.state.key_name = keys.identify(request.headers.get("authorization"))
             except UnauthorizedError as e:

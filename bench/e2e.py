@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench._machine import describe_machine
+from bench.charts import e2e_chart
 from service.dev.emulator import GCSEmulator, free_port
 from service.dev.local_server import call, upload_to_emulator
 
@@ -176,7 +177,7 @@ def main() -> int:
     out = args.json or ROOT / "bench" / "results" / f"{datetime.date.today()}-{socket.gethostname()}-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    print(f"\nresults: {out}")
+    print(f"\nresults: {out}, chart: {e2e_chart(results, out.with_suffix('.png'))}")
     return 0
 
 

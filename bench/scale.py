@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._machine import describe_machine
+from bench.charts import scale_chart
 from service.dev.emulator import GCSEmulator, free_port
 from service.dev.local_server import upload_to_emulator
 
@@ -73,7 +74,8 @@ def run_config(emulator: GCSEmulator, weights: str, replicas: int, affinity: boo
            "RAY_USAGE_STATS_ENABLED": "0", "MAX_QUEUED_JOBS": str(jobs + 10)}
     gpus = "1" if device == "cuda" else "0"
     cmd = [sys.executable, "-m", "service.commands.cli", "serve", "--ray", "--port", str(port),
-           "--replicas", str(replicas), "--gpus-per-replica", gpus, "--cpus-per-replica", "0.5" if device == "cpu" else "2"]
+           "--replicas", str(replicas), "--gpus-per-replica", gpus,
+           "--cpus-per-replica", "0.5" if device == "cpu" else "2"]
     if not affinity:
         cmd.append("--no-affinity")
     log = (tmp / "serve.log").open("wb")
@@ -164,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['frames_hit_rate']:>10} {r['replicas_used']:>5}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+        scale_chart(result, Path(args.json).with_suffix(".png"))
     return 0
 
 

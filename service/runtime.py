@@ -54,8 +54,14 @@ class ServiceRuntime:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.dtype = voice_dtype(self.device, settings)  # WavLM and FreeVC; Wav2Lip has its own
+        local_root = settings.local_storage_root
+        if local_root is None and settings.ui_enabled and not settings.upload_store:
+            # the page's uploads (default $WORK_DIR/uploads) are file:// inputs and outputs of
+            # jobs: allow exactly that folder when no LOCAL_STORAGE_ROOT opens more
+            local_root = Path(settings.upload_location())
+            local_root.mkdir(parents=True, exist_ok=True)
         self.storage = Storage(emulator_host=settings.storage_emulator_host, project=settings.gcp_project,
-                               local_root=settings.local_storage_root,
+                               local_root=local_root,
                                max_download_bytes=settings.max_download_bytes,
                                overwrite=settings.overwrite_output,
                                allowed_buckets=settings.allowed_buckets or None)

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     object per line with ``severity``, ``message``, ``time``, ``logger``, ``request_id``,
     ``job_id`` (Cloud Logging reads them; the Docker image's default), the Performance
     Analysis's step times as fields (``service/logs.py``)."""
+    ui_enabled: bool = True
+    """``GET /`` serves the page to try the service (upload, word, progress, result); false: 404."""
+    upload_store: str | None = None
+    """Where ``POST /api/v1/uploads`` and the page's outputs go: a folder (default
+    ``$LOCAL_STORAGE_ROOT/uploads``, else ``$WORK_DIR/uploads``; jobs read it as ``file://``,
+    so it must lie under LOCAL_STORAGE_ROOT) or ``gs://bucket/prefix``."""
     # ---- storage -----------------------------------------------------------------------------
     storage_emulator_host: str | None = None
     local_storage_root: Path | None = None
@@ -128,6 +134,13 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     """``lipsync serve --ray`` joins this Ray cluster (``ray://host:10001`` or ``auto``);
     unset: it starts a local one."""
+
+    def upload_location(self) -> str:
+        """``UPLOAD_STORE``, or its default: ``$LOCAL_STORAGE_ROOT/uploads`` when file:// is on,
+        else ``$WORK_DIR/uploads`` (which the runtime then lets jobs read as file://)."""
+        if self.upload_store:
+            return self.upload_store.rstrip("/")
+        return str((self.local_storage_root or self.work_dir) / "uploads")
 
     @field_validator("admin_keys", "allowed_buckets", "webhook_allowed_hosts", mode="before")
     @classmethod
