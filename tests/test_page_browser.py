@@ -46,7 +46,19 @@ def test_page_uploads_renders_and_plays(weights_dir: Path, gcs_emulator: GCSEmul
             page.get_by_label("Language").select_option("en")
             page.get_by_label("Speech engine").select_option("espeak-ng")
             page.get_by_label("Pipeline").select_option("optimized")
-            page.get_by_role("button", name="Make the video").click()
+            unlabelled = page.eval_on_selector_all(
+                "input:not([type=hidden]), select, textarea",
+                "els => els.filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))"
+                ".map(e => e.id || e.name || e.tagName)")
+            assert unlabelled == [], unlabelled  # every control has a label
+            # from the keyboard: Tab reaches the button, Enter submits the form
+            page.get_by_label("Pipeline").focus()
+            for _ in range(10):
+                page.keyboard.press("Tab")
+                if page.evaluate("document.activeElement.textContent") == "Make the video":
+                    break
+            assert page.evaluate("document.activeElement.textContent") == "Make the video"
+            page.keyboard.press("Enter")
             page.wait_for_function(
                 "document.getElementById('status').textContent.startsWith('succeeded')"
                 " || !document.getElementById('error').hidden", timeout=JOB_TIMEOUT_MS)
