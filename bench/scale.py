@@ -33,7 +33,7 @@ from typing import Any
 from bench._machine import describe_machine
 from bench.charts import scale_chart
 from service.dev.emulator import GCSEmulator, free_port
-from service.dev.local_server import upload_to_emulator
+from service.dev.local_server import upload_to_emulator, wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "scale"
@@ -82,17 +82,8 @@ def run_config(emulator: GCSEmulator, weights: str, replicas: int, affinity: boo
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serve did not start: {(tmp / 'serve.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/ready", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (OSError, urllib.error.HTTPError):
-                pass
-            time.sleep(1)
+        wait_until_ready(url, 600, alive=lambda: proc.poll() is None,
+                         why=lambda: (tmp / "serve.log").read_text()[-3000:])
         started = time.perf_counter()
         ids = []
         for j in range(jobs):

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from service.dev.emulator import free_port
+from service.dev.local_server import wait_until_ready
 from service.dev.samples import espeak_speech, make_face_video
 
 from .gcs_emulator import EmulatorBucket, GCSEmulator
@@ -56,17 +57,8 @@ def cluster(weights_dir: Path, gcs_emulator: GCSEmulator, tmp_path_factory: pyte
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, (tmp / "serve.log").read_text()[-4000:]
-            assert time.monotonic() < deadline, (tmp / "serve.log").read_text()[-4000:]
-            try:
-                with urllib.request.urlopen(f"{url}/ready", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (OSError, urllib.error.HTTPError):
-                pass
-            time.sleep(1)
+        wait_until_ready(url, 300, alive=lambda: proc.poll() is None,
+                         why=lambda: (tmp / "serve.log").read_text()[-4000:])
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)

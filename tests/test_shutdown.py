@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from service.dev.emulator import free_port
+from service.dev.local_server import wait_until_ready
 from service.dev.samples import espeak_speech, make_face_video
 from service.tts import write_wav
 
@@ -74,16 +75,9 @@ def server(weights_dir: Path, emulator: GCSEmulator, work: Path, grace_s: float,
                              "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        assert proc.poll() is None, (work.parent / f"server-{port}.log").read_text()
-        try:
-            with urllib.request.urlopen(f"{url}/ready" if preload else f"{url}/health", timeout=2) as r:
-                return r.status == 200
-        except (OSError, urllib.error.HTTPError):
-            return False
-
     try:
-        _wait_for(ready, 180, "the server to be ready")
+        wait_until_ready(url, 180, alive=lambda: proc.poll() is None, path="/ready" if preload else "/health",
+                         why=lambda: (work.parent / f"server-{port}.log").read_text()[-4000:])
         yield proc, url
     finally:
         if proc.poll() is None:

@@ -10,7 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,26 @@ def local_service(settings: Settings, emulator: GCSEmulator, ready_timeout_s: fl
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def wait_until_ready(url: str, timeout_s: float, alive: Callable[[], bool] = lambda: True,
+                     why: Callable[[], str] = lambda: "", path: str = "/ready") -> None:
+    """Poll ``url + path`` until it answers 200 (a server process starting: models loading,
+    replicas warming). RuntimeError, with ``why()`` (e.g. its log's tail), when ``alive()``
+    turns false or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if not alive():
+            raise RuntimeError(f"the server at {url} exited while starting: {why()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server at {url} was not ready after {timeout_s:.0f} s: {why()}")
+        try:
+            with urllib.request.urlopen(url + path, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except (OSError, urllib.error.HTTPError):
+            pass
+        time.sleep(0.25)
 
 
 def call(base: str, method: str, path: str, body: dict[str, Any] | None = None,
