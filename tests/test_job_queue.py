@@ -106,6 +106,31 @@ def test_owners_see_only_their_jobs_newest_first(store: JobStore) -> None:
     q.close(5)
 
 
+def test_jobs_made_in_the_same_millisecond_list_in_the_order_they_were_made(
+        store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # created_at has millisecond resolution: a fast caller submits several jobs inside one tick
+    import service.jobs.records as records
+
+    class FrozenClock(records.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return records.datetime(2026, 11, 30, 12, 0, 0, 123000, tzinfo=tz)
+
+    monkeypatch.setattr(records, "datetime", FrozenClock)
+    render = Renders()
+    render.gate.clear()
+    q = _queue(store, render)
+    mine = [q.submit(REQUEST, "optimized", owner="alice")[0] for _ in range(6)]
+    assert len({r.created_at for r in mine}) == 1
+    assert [r.job_id for r in q.list("alice")] == [r.job_id for r in reversed(mine)]
+    render.gate.set()
+    q.close(5)
+    # and after a restart, from the store alone
+    again = _queue(store, Renders())
+    assert [r.job_id for r in again.list("alice")] == [r.job_id for r in reversed(mine)]
+    again.close(5)
+
+
 def test_queue_is_bounded(store: JobStore) -> None:
     render = Renders()
     render.gate.clear()

@@ -82,7 +82,7 @@ class JobQueue:
     def start(self) -> None:
         """Load the store, resume what a previous process left, start the worker."""
         with self._lock:
-            outcomes = [self._resume(r) for r in sorted(self.store.load_all(), key=lambda r: r.created_at)]
+            outcomes = [self._resume(r) for r in sorted(self.store.load_all(), key=lambda r: r.age_key)]
         resumed, failed = outcomes.count("queued"), outcomes.count("failed")
         if resumed or failed:
             log.warning("jobs from an earlier process in %s: %d queued again, %d failed after %d attempts",
@@ -203,7 +203,7 @@ class JobQueue:
         """The caller's recent jobs, newest first."""
         with self._lock:
             mine = [r for r in self._records.values() if r.owner == owner and (status is None or r.status == status)]
-            mine.sort(key=lambda r: r.created_at, reverse=True)
+            mine.sort(key=lambda r: r.age_key, reverse=True)
             return [r.copy() for r in mine[:limit]]
 
     def cancel(self, job_id: str, owner: str | None) -> JobRecord:

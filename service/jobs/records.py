@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,6 +25,19 @@ PIPELINES = ("optimized", "baseline")
 def now_rfc3339() -> str:
     """The current time, RFC 3339 UTC with milliseconds (``2026-11-30T15:07:54.123Z``)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_last_order = 0
+_order_lock = threading.Lock()
+
+
+def next_order() -> int:
+    """A number that grows with every record made here (nanoseconds, strictly increasing): two
+    jobs submitted in the same millisecond still list in the order they were made."""
+    global _last_order
+    with _order_lock:
+        _last_order = max(time.time_ns(), _last_order + 1)
+        return _last_order
 
 
 def parse_time(text: str) -> datetime:
@@ -73,11 +88,18 @@ class JobRecord:
     """HTTP status of ``error`` for the synchronous routes."""
     request_id: str = "-"
     """The id of the HTTP request that made the job (logs carry it)."""
+    order: int = field(default_factory=next_order)
+    """Tie-break for ``created_at`` (milliseconds) when listing newest first."""
     detached: bool = True
     """False while a synchronous route waits for it: a shutdown then fails it (its caller was
     told) instead of keeping it queued for the next start."""
 
-    PRIVATE = ("owner", "idempotency", "fingerprint", "error_status", "request_id", "detached")
+    PRIVATE = ("owner", "idempotency", "fingerprint", "error_status", "request_id", "order", "detached")
+
+    @property
+    def age_key(self) -> tuple[str, int]:
+        """Sorts records oldest first."""
+        return self.created_at, self.order
 
     @property
     def finished(self) -> bool:
