@@ -10,6 +10,7 @@ import torch
 from fastapi import APIRouter, Depends, Request, Response
 
 from service.errors import ServiceError
+from service.precision import NAMES
 from service.runtime import ServiceRuntime
 
 from .auth import KeyRing
@@ -89,7 +90,9 @@ async def preload_models(rt: Runtime) -> PreloadResponse:
 @router.get("/health", response_model=HealthResponse, summary="Liveness: always 200 while the process serves")
 async def health(rt: Runtime) -> HealthResponse:
     bundle = rt.bundle
-    return HealthResponse(ready=rt.ready, device=str(rt.device), models_loaded=bundle.loaded if bundle else [],
+    return HealthResponse(ready=rt.ready, device=str(rt.device),
+                          precision={"lipsync": NAMES[rt.lipsync_dtype], "voice": NAMES[rt.dtype]},
+                          models_loaded=bundle.loaded if bundle else [],
                           warm=rt.ready, preload_error=rt.preload_error, requests_in_flight=rt.gate.pending,
                           supported_languages=rt.tts.supported_languages(),
                           versions={"service": "0.1.0", "torch": torch.__version__,

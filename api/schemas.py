@@ -137,6 +137,8 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     ready: bool
     device: str
+    precision: dict[str, str] = Field(description="the format each model runs in here, e.g. "
+                                      "{'lipsync': 'bf16', 'voice': 'bf16'} (LIPSYNC_PRECISION/VOICE_PRECISION)")
     models_loaded: list[str]
     warm: bool
     preload_error: str | None

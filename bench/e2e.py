@@ -38,6 +38,10 @@ WORKLOADS = {
     "sentence": ("Please remember to bring the blue folder and the signed contracts to our meeting "
                  "early tomorrow morning.", "en"),
 }
+BASELINE = ("the customer's original structure, run by our code: models loaded for each request, fp32 on the "
+            "CPU (fp16 on a GPU), faces detected on every frame (OpenCV cascade here; the official S3FD is "
+            "~60x slower per 1080p frame, bench/s3fd.py) with the 5-frame smoothing, the whole video decoded "
+            "into memory, official batch sizes (128/16), intermediate files")
 STEPS = ("download", "tts", "voice_conversion", "lipsync", "encode", "upload", "total")
 WORK = ROOT / ".bench"
 BUCKET = "bench"
@@ -109,9 +113,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--resize-factor", type=int, default=3, help="the customer's setting (default 3)")
+    ap.add_argument("--fp32", action="store_true",
+                    help="also run an optimized server with LIPSYNC_PRECISION=VOICE_PRECISION=fp32 "
+                         "(optimized_fp32: the faithful format, next to the default auto)")
     ap.add_argument("--bf16", action="store_true",
                     help="also run optimized servers with LIPSYNC_PRECISION=bf16 (optimized_bf16) and with "
-                         "LIPSYNC_PRECISION=VOICE_PRECISION=bf16 (optimized_bf16_all); CPUs with native bf16")
+                         "LIPSYNC_PRECISION=VOICE_PRECISION=bf16 (optimized_bf16_all)")
     ap.add_argument("--weights", type=Path, default=ROOT / ".demo" / "weights")
     ap.add_argument("--json", type=Path, help="write results here (default bench/results/<date>-<host>.json)")
     args = ap.parse_args()
@@ -123,7 +130,8 @@ def main() -> int:
     machine = describe_machine()
     results: dict = {"machine": machine, "config": {"device": args.device, "resize_factor": args.resize_factor,
                                                     "repeat": args.repeat, "input": video.name,
-                                                    "optimized_bf16": args.bf16},
+                                                    "optimized_bf16": args.bf16, "optimized_fp32": args.fp32},
+                     "baseline": BASELINE,
                      "workloads": {}}
     with GCSEmulator(WORK / "emulator") as emulator:
         emulator.create_bucket(BUCKET)
@@ -137,14 +145,19 @@ def main() -> int:
             "baseline": start_server({**common, "USE_OPTIMIZED": "false", "PRELOAD_MODELS": "false",
                                       "WORK_DIR": str(WORK / "svc-base")}, WORK / "server-baseline.log"),
         }
-        extra = {"optimized_bf16": {"LIPSYNC_PRECISION": "bf16"},
-                 "optimized_bf16_all": {"LIPSYNC_PRECISION": "bf16", "VOICE_PRECISION": "bf16"}} if args.bf16 else {}
+        extra: dict[str, dict[str, str]] = {}
+        if args.fp32:
+            extra["optimized_fp32"] = {"LIPSYNC_PRECISION": "fp32", "VOICE_PRECISION": "fp32"}
+        if args.bf16:
+            extra["optimized_bf16"] = {"LIPSYNC_PRECISION": "bf16"}
+            extra["optimized_bf16_all"] = {"LIPSYNC_PRECISION": "bf16", "VOICE_PRECISION": "bf16"}
         for name, env in extra.items():
             servers[name] = start_server({**common, "USE_OPTIMIZED": "true", "PRELOAD_MODELS": "true", **env,
                                           "WORK_DIR": str(WORK / f"svc-{name}")}, WORK / f"server-{name}.log")
         try:
             for name, (proc, url) in servers.items():
                 wait_ready(url, proc, preload=name != "baseline")
+                results.setdefault("precision", {})[name] = call(url, "GET", "/health")[1]["precision"]
             for w in workloads:
                 text = WORKLOADS[w]
                 runs: dict[str, list[dict]] = {name: [] for name in servers}
@@ -191,6 +204,8 @@ def print_table(results: dict) -> None:
                   + f"{r[p]['min_total']:>8.2f}{r[p]['max_total']:>8.2f}")
         ratios = ", ".join(f"{p} {x:.1f}x" for p, x in results["baseline_over_optimized"][w].items())
         print(f"{'':<10}baseline/optimized (median total): {ratios}; output {r['optimized']['duration_s']:.2f} s")
+    print(f"precision (from /health): {results.get('precision')}")
+    print(f"baseline: {results.get('baseline', BASELINE)}")
     print(f"peak RSS MB: {results.get('peak_rss_mb')}")
 
 

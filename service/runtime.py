@@ -30,6 +30,7 @@ from .pipelines.artefacts import ArtefactStore
 from .pipelines.checks import check_request
 from .pipelines.common import ProgressReport, StopCheck, remove_stale_request_dirs
 from .pipelines.report import log_performance, result_json
+from .precision import log_choice
 from .settings import Settings, lipsync_dtype, resolve_device, voice_dtype
 from .storage import Storage
 
@@ -54,6 +55,10 @@ class ServiceRuntime:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.dtype = voice_dtype(self.device, settings)  # WavLM and FreeVC; Wav2Lip has its own
+        self.lipsync_dtype = lipsync_dtype(self.device, settings)
+        self.precision_line = log_choice(self.device, settings.half_precision,
+                                         lipsync=(settings.lipsync_precision, self.lipsync_dtype),
+                                         voice=(settings.voice_precision, self.dtype))
         local_root = settings.local_storage_root
         if local_root is None and settings.ui_enabled and not settings.upload_store:
             # the page's uploads (default $WORK_DIR/uploads) are file:// inputs and outputs of
@@ -113,7 +118,7 @@ class ServiceRuntime:
                 try:
                     bundle = load_bundle(self.settings.weights_dir, self.device, self.dtype,
                                          self.settings.freevc_config, warm=True,
-                                         wav2lip_dtype=lipsync_dtype(self.device, self.settings))
+                                         wav2lip_dtype=self.lipsync_dtype)
                     self._optimized = self._make_optimized(bundle)
                 except Exception as e:
                     self.preload_error = f"{type(e).__name__}: {e}"

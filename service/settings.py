@@ -13,6 +13,8 @@ import torch
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .precision import resolve_precision
+
 DeviceName = Literal["auto", "cpu", "cuda"]
 FreeVCConfig = Literal["freevc", "freevc-s", "freevc-24"]
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
@@ -36,16 +38,14 @@ class Settings(BaseSettings):
     half_precision: bool = True
     """Run the models in fp16 on a GPU (never on the CPU, where it is slower)."""
     lipsync_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """Wav2Lip's precision in the service. ``auto``: fp16 on a GPU (with HALF_PRECISION), fp32
-    on the CPU. ``bf16`` on a CPU with native bf16 (AVX512-BF16/AMX) is ~4x faster and stays
-    within the 1e-2 half-precision tolerance, but is no longer bit-faithful to the official
-    paste (see bench/RESULTS.md)."""
+    """Wav2Lip's precision in the service. ``auto``: fp16 on a GPU (with HALF_PRECISION), bf16 on
+    a CPU with native bf16 (AVX512-BF16 or AMX, detected at start-up and logged), fp32 elsewhere
+    (``service/precision.py``). ``fp32`` is the faithful format the fidelity checks use; bf16
+    differs from it by less than the eye sees (>= 40 dB in the mouth region, bench/RESULTS.md)."""
     voice_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """WavLM's and FreeVC's precision in the optimized service. ``auto``: fp16 on a GPU (with
-    HALF_PRECISION), fp32 on the CPU. ``bf16`` halves CPU conversion time; measured on
-    generated weights it moves the waveform by 2 % of its mean level (max 3-6e-2, over the
-    1e-2 bar, but ~18x less than two seeds of FreeVC's own prior sampling differ), so it is
-    an option, not the default (bench/RESULTS.md)."""
+    """WavLM's and FreeVC's precision in the optimized service, chosen as LIPSYNC_PRECISION is.
+    bf16 moves the waveform far less than two seeds of FreeVC's own prior sampling do, and keeps
+    the speaker (embedding cosine >= 0.99 to fp32; bench/RESULTS.md)."""
 
     # ---- service ---------------------------------------------------------------------------
     use_optimized: bool = True
@@ -174,20 +174,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def lipsync_dtype(device: torch.device, settings: Settings) -> torch.dtype:
-    explicit = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if settings.lipsync_precision in explicit:
-        return explicit[settings.lipsync_precision]
-    return model_dtype(device, settings.half_precision)
+    return resolve_precision(settings.lipsync_precision, device, settings.half_precision)
 
 
 def voice_dtype(device: torch.device, settings: Settings) -> torch.dtype:
-    explicit = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if settings.voice_precision in explicit:
-        return explicit[settings.voice_precision]
-    return model_dtype(device, settings.half_precision)
+    return resolve_precision(settings.voice_precision, device, settings.half_precision)
 
 
 def model_dtype(device: torch.device, half_precision: bool) -> torch.dtype:
+    """The original scripts' choice (the baseline): fp16 on a GPU with HALF_PRECISION, else fp32."""
     return torch.float16 if device.type == "cuda" and half_precision else torch.float32
 
 

@@ -345,16 +345,21 @@ def test_run_convert_bad_input_exit_codes(weights_dir: Path, tmp_path: Path,
     assert not out.exists()
 
 
-def test_voice_precision_setting_picks_the_voice_models_dtype() -> None:
+def test_voice_precision_setting_picks_the_voice_models_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.precision as precision
     from service.settings import lipsync_dtype, voice_dtype
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert voice_dtype(cpu, Settings()) == torch.float32            # faithful by default on the CPU
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: precision.CpuBf16(avx512_bf16=False, amx_bf16=False))
+    assert voice_dtype(cpu, Settings()) == torch.float32            # no native bf16: fp32
     assert voice_dtype(cuda, Settings()) == torch.float16           # HALF_PRECISION on a GPU
     assert voice_dtype(cuda, Settings(half_precision=False)) == torch.float32
     assert voice_dtype(cpu, Settings(voice_precision="bf16")) == torch.bfloat16
     # independent of Wav2Lip's setting
     assert lipsync_dtype(cpu, Settings(voice_precision="bf16")) == torch.float32
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: precision.CpuBf16(avx512_bf16=True, amx_bf16=False))
+    assert voice_dtype(cpu, Settings()) == torch.bfloat16           # native bf16: the fast default
+    assert voice_dtype(cpu, Settings(voice_precision="fp32")) == torch.float32
 
 
 def test_bf16_voice_models_convert_close_to_fp32(weights_dir: Path, bundle: ModelBundle, source: Audio,

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BadInputError
-from ..settings import Settings, model_dtype, resolve_device
+from ..precision import PRECISIONS, log_choice, resolve_precision
+from ..settings import Settings, resolve_device
 from .args import add_weights_dir
 from .exit_codes import run_reported
 
@@ -34,6 +35,9 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output .wav (mono PCM16, written atomically)")
     p.add_argument("--config", default=None, choices=CONFIGS, help="FreeVC model (default $FREEVC_CONFIG or freevc)")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="default $DEVICE or auto")
+    p.add_argument("--precision", default=None, choices=list(PRECISIONS),
+                   help="WavLM and FreeVC precision (default $VOICE_PRECISION or auto: fp16 on a GPU, bf16 on "
+                        "a CPU with native bf16, else fp32; fp32 is the faithful one)")
     add_weights_dir(p)
     p.add_argument("--noise-scale", type=float, default=NOISE_SCALE,
                    help=f"prior noise scale (default {NOISE_SCALE:g}, the official; 0 = deterministic)")
@@ -96,9 +100,12 @@ def convert_from_args(args: argparse.Namespace, settings: Settings) -> ConvertRe
         target = read_audio(args.target, sample_rate=16000)
     # freevc-s computes g with its own mel LSTM: the resemblyzer encoder is not needed
     only = ("wavlm", "freevc") if config == "freevc-s" else ("wavlm", "freevc", "speaker")
+    precision = args.precision or settings.voice_precision
+    dtype = resolve_precision(precision, device, settings.half_precision)
+    log_choice(device, settings.half_precision, voice=(precision, dtype), level=logging.DEBUG)
     with timer.stage("load models"):
         # no warm-up: a one-shot command would pay for it and gain nothing
-        bundle = load_bundle(settings.weights_dir, device, model_dtype(device, settings.half_precision),
+        bundle = load_bundle(settings.weights_dir, device, dtype,
                              freevc_config=config, warm=False, only=only)
     converter = VoiceConverter(bundle, noise_scale=args.noise_scale, seed=args.seed, chunk_s=args.chunk_s,
                                overlap_s=args.overlap_s, max_source_s=args.max_source_s,

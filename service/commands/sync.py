@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import BadInputError
 from ..media.writer import DEFAULT_PRESET
-from ..settings import Settings, lipsync_dtype, resolve_device
+from ..precision import PRECISIONS, log_choice, resolve_precision
+from ..settings import Settings, resolve_device
 from .args import add_weights_dir
 from .exit_codes import run_reported
 
@@ -54,9 +55,9 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET,
                    help=f"x264 preset (ultrafast … veryslow; default {DEFAULT_PRESET})")
     p.add_argument("--crf", type=int, default=20, help="x264 quality: lower is better and bigger (default 20)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="Wav2Lip precision (auto: fp32 on CPU, fp16 on GPU; bf16 is faster on CPUs with "
-                        "native bf16 but not bit-faithful)")
+    p.add_argument("--precision", default=None, choices=list(PRECISIONS),
+                   help="Wav2Lip precision (default $LIPSYNC_PRECISION or auto: fp16 on a GPU, bf16 on a CPU "
+                        "with native bf16 (AVX512-BF16/AMX), else fp32; fp32 is the faithful one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -68,6 +69,7 @@ def run_sync(args: argparse.Namespace, settings: Settings) -> int:
         print(format_table(result.seconds, result.total_s, "lipsync sync: per-stage seconds"), file=sys.stderr)
         if result.face_detection is not None:
             print(f"face: {result.face_detection.summary()}", file=sys.stderr)
+        print(getattr(args, "precision_line", ""), file=sys.stderr)
         print(f"{result.frames} frames at {result.fps:g} fps, {result.width}x{result.height}, "
               f"{result.frames / max(result.total_s, 1e-9):.1f} frames/s -> {result.out_path}")
 
@@ -101,9 +103,12 @@ def sync_from_args(args: argparse.Namespace, settings: Settings) -> SyncResult:
     if audio.samples.size == 0:
         raise BadInputError(f"{args.audio}: the audio track is empty (zero length)")
     ckpt = Path(args.wav2lip) if args.wav2lip else settings.weights_dir / WAV2LIP_FILE
+    precision = args.precision or settings.lipsync_precision
+    dtype = resolve_precision(precision, device, settings.half_precision)
+    args.precision_line = log_choice(device, settings.half_precision, lipsync=(precision, dtype),
+                                     level=logging.DEBUG)
     with timer.stage("load model"):
-        model = load_wav2lip(ckpt, device, lipsync_dtype(device, settings.model_copy(
-            update={"lipsync_precision": args.precision})))
+        model = load_wav2lip(ckpt, device, dtype)
     opts = SyncOptions(
         strategy=args.strategy, detector=args.detector, keyframe_interval=args.keyframe_interval,
         pads=tuple(args.pads), smooth=not args.nosmooth, box=tuple(args.box) if args.box else None,
