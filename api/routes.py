@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from service.errors import ServiceError
 from service.precision import NAMES
 from service.runtime import ServiceRuntime
+from service.settings import model_dtype
 
 from .auth import KeyRing
 from .jobs import render_and_wait
@@ -91,7 +92,8 @@ async def preload_models(rt: Runtime) -> PreloadResponse:
 async def health(rt: Runtime) -> HealthResponse:
     bundle = rt.bundle
     return HealthResponse(ready=rt.ready, device=str(rt.device),
-                          precision={"lipsync": NAMES[rt.lipsync_dtype], "voice": NAMES[rt.dtype]},
+                          precision={"lipsync": NAMES[rt.lipsync_dtype], "voice": NAMES[rt.dtype],
+                                     "baseline": NAMES[model_dtype(rt.device, rt.settings.half_precision)]},
                           models_loaded=bundle.loaded if bundle else [],
                           warm=rt.ready, preload_error=rt.preload_error, requests_in_flight=rt.gate.pending,
                           supported_languages=rt.tts.supported_languages(),

@@ -137,8 +137,10 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     ready: bool
     device: str
-    precision: dict[str, str] = Field(description="the format each model runs in here, e.g. "
-                                      "{'lipsync': 'bf16', 'voice': 'bf16'} (LIPSYNC_PRECISION/VOICE_PRECISION)")
+    precision: dict[str, str] = Field(description="the format the models run in here: the optimized pipeline's "
+                                      "Wav2Lip (LIPSYNC_PRECISION) and WavLM+FreeVC (VOICE_PRECISION), and "
+                                      "the baseline's (fp32, or fp16 on a GPU), e.g. "
+                                      "{'lipsync': 'bf16', 'voice': 'bf16', 'baseline': 'fp32'}")
     models_loaded: list[str]
     warm: bool
     preload_error: str | None

@@ -224,7 +224,7 @@ def test_health_ready_preload_and_cache_endpoints(api: tuple[TestClient, Path]) 
     # LIPSYNC_PRECISION/VOICE_PRECISION=auto resolved for this CPU, shown to the operator
     from service.precision import cpu_bf16
     fast = "bf16" if cpu_bf16().native else "fp32"
-    assert h["precision"] == {"lipsync": fast, "voice": fast}
+    assert h["precision"] == {"lipsync": fast, "voice": fast, "baseline": "fp32"}
     assert set(h["models_loaded"]) == {"wav2lip", "wavlm", "freevc", "speaker"}
     assert "en" in str(h["supported_languages"])
     assert client.get("/ready").status_code == 200
