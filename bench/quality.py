@@ -60,7 +60,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def lipsync_figures(weights: Path, formats: tuple[str, ...]) -> dict[str, dict[str, float]]:
+def lipsync_figures(weights: Path, formats: tuple[str, ...], device: str = "cpu") -> dict[str, dict[str, float]]:
     import torch
 
     from models.wav2lip import load_wav2lip
@@ -72,7 +72,7 @@ def lipsync_figures(weights: Path, formats: tuple[str, ...]) -> dict[str, dict[s
     speech = read_audio(DATA / "speech_dev.wav", 16000)
     frames = {}
     for name in ("fp32", *formats):
-        model = load_wav2lip(weights / "wav2lip_gan.pth", dtype=DTYPES[name])
+        model = load_wav2lip(weights / "wav2lip_gan.pth", device, dtype=DTYPES[name])
         with torch.inference_mode():
             frames[name] = np.stack(list(composite_frames(
                 DATA / "face_dev.mp4", speech, model, SyncOptions(box=BOX, batch_size=16),
@@ -89,7 +89,7 @@ def lipsync_figures(weights: Path, formats: tuple[str, ...]) -> dict[str, dict[s
     return out
 
 
-def voice_figures(weights: Path, formats: tuple[str, ...]) -> dict[str, dict[str, float]]:
+def voice_figures(weights: Path, formats: tuple[str, ...], device: str = "cpu") -> dict[str, dict[str, float]]:
     import torch
 
     from service.bundle import load_bundle
@@ -99,7 +99,7 @@ def voice_figures(weights: Path, formats: tuple[str, ...]) -> dict[str, dict[str
 
     speech = read_audio(DATA / "speech_dev.wav", 16000)
     only = ("wavlm", "freevc", "speaker")
-    fp32 = load_bundle(weights, torch.device("cpu"), torch.float32, warm=False, only=only)
+    fp32 = load_bundle(weights, torch.device(device), torch.float32, warm=False, only=only)
     ref = VoiceConverter(fp32, seed=1).convert_voice(speech, speech).samples
     other_seed = VoiceConverter(fp32, seed=2).convert_voice(speech, speech).samples
     embed = fp32.speaker.embed_utterance
@@ -107,7 +107,7 @@ def voice_figures(weights: Path, formats: tuple[str, ...]) -> dict[str, dict[str
     out = {"fp32 other seed": {"relative_deviation": relative_deviation(ref, other_seed),
                                "speaker_cosine": cosine(ref_embedding, embed(other_seed))}}
     for name in formats:
-        bundle = load_bundle(weights, torch.device("cpu"), DTYPES[name], warm=False, only=only)
+        bundle = load_bundle(weights, torch.device(device), DTYPES[name], warm=False, only=only)
         y = VoiceConverter(bundle, seed=1).convert_voice(speech, speech).samples
         out[name] = {"relative_deviation": relative_deviation(ref, y), "max_abs_diff": float(np.abs(y - ref).max()),
                      "speaker_cosine": cosine(ref_embedding, embed(y))}
@@ -119,7 +119,8 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", type=Path, default=ROOT / ".demo" / "weights")
     ap.add_argument("--formats", nargs="+", default=["bf16"], choices=["bf16", "fp16"],
-                    help="compared with fp32 (fp16 on the CPU is slow; meant for a GPU-less check of its error)")
+                    help="compared with fp32 (fp16 is the CUDA default: use it with --device cuda)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="fp32 and the formats both run here")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     from bench._machine import describe_machine
@@ -128,7 +129,9 @@ def main() -> int:
     weights = ensure_demo_weights(args.weights)
     formats = tuple(args.formats)
     result = {"machine": describe_machine(), "weights": str(weights),
-              "lipsync": lipsync_figures(weights, formats), "voice": voice_figures(weights, formats)}
+              "device": args.device,
+              "lipsync": lipsync_figures(weights, formats, args.device),
+              "voice": voice_figures(weights, formats, args.device)}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
