@@ -30,6 +30,7 @@ from .pipelines.artefacts import ArtefactStore
 from .pipelines.checks import check_request
 from .pipelines.common import ProgressReport, StopCheck, remove_stale_request_dirs
 from .pipelines.report import log_performance, result_json
+from .memory import reuse_freed_memory
 from .precision import log_choice
 from .settings import Settings, lipsync_dtype, resolve_device, voice_dtype
 from .storage import Storage
@@ -53,6 +54,8 @@ class ServiceRuntime:
         from .tts import TextToSpeech
 
         self.settings = settings
+        if settings.reuse_freed_memory:
+            reuse_freed_memory()
         self.device = resolve_device(settings.device)
         self.dtype = voice_dtype(self.device, settings)  # WavLM and FreeVC; Wav2Lip has its own
         self.lipsync_dtype = lipsync_dtype(self.device, settings)

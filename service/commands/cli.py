@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from ..logs import configure_logging
+from ..memory import reuse_freed_memory
 from ..settings import SettingsError, load_settings
 from .exit_codes import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
 
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "weights_dir", None):  # --weights-dir wins over $WEIGHTS_DIR
             settings = settings.model_copy(update={"weights_dir": Path(args.weights_dir).expanduser().resolve()})
         args.settings = settings
+        if settings.reuse_freed_memory:
+            reuse_freed_memory()
         for attr in ("out", "dir"):
             if hasattr(args, attr) and getattr(args, attr) is None:
                 setattr(args, attr, str(settings.weights_dir))
