@@ -7,12 +7,16 @@ of piling up until clients time out.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from .errors import ServerBusyError
 
-__all__ = ["DeviceGate", "ServerBusyError"]
+__all__ = ["DeviceGate", "DeviceThread", "ServerBusyError"]
+
+T = TypeVar("T")
 
 
 class DeviceGate:
@@ -42,3 +46,32 @@ class DeviceGate:
         finally:
             with self._count:
                 self._pending -= 1
+
+
+class DeviceThread:
+    """The one thread all model work of a process runs on: loading and warming the models,
+    and every render.
+
+    Why one: torch's CPU kernels run on OpenMP (libgomp), which keeps a team of worker threads
+    per thread that ever ran a parallel region. Once the process manages more OpenMP threads
+    than it has CPUs (a preload on one thread and renders on another is already 4 on 2 cores),
+    libgomp stops spinning between parallel regions and puts its workers to sleep after each
+    one, so every one of the thousands of small ops of a render pays a futex wake-up. Measured
+    on the 2-core benchmark machine: W-word's voice conversion 0.375 s with the preload on
+    another thread, 0.275 s on the same one (bench/RESULTS.md).
+    """
+
+    NAME = "lipsync-device"
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.NAME)
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on the device thread (at once when already on it); its
+        result or its exception."""
+        if threading.current_thread().name.startswith(self.NAME):
+            return fn(*args, **kwargs)
+        return self._executor.submit(fn, *args, **kwargs).result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)

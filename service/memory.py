@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # glibc <malloc.h>
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: 2 GiB of free heap top before any trimming
 
@@ -46,6 +47,10 @@ def reuse_freed_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
+    # one arena: threads made after this (the render workers) allocate from the main heap,
+    # which the two settings cover; a thread's own arena lives in mmap'd heaps that glibc
+    # shrinks, and unmaps, on its own terms
+    ok = mallopt(M_ARENA_MAX, 1) == 1 and ok
     ok = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
     _applied = ok
     log.debug("freed memory kept for reuse (mmap threshold 32 MiB, no trimming): %s", ok)

@@ -18,19 +18,19 @@ from typing import TYPE_CHECKING, Any
 from models import ModelLoadError
 
 from .bundle import ModelBundle, load_bundle
-from .concurrency import DeviceGate
+from .concurrency import DeviceGate, DeviceThread
 from .errors import ModelsUnavailableError, ServerBusyError, WebhookNotAllowedError
 from .jobs.queue import Execute, JobQueue
 from .jobs.records import JobRecord
 from .jobs.store import NO_STORE, make_job_store
 from .jobs.webhooks import EVENTS, check_webhook_url, deliver
 from .logs import job_id, request_id
+from .memory import reuse_freed_memory
 from .pipelines import LipVideoJob, LipVideoResult, Pipeline
 from .pipelines.artefacts import ArtefactStore
 from .pipelines.checks import check_request
 from .pipelines.common import ProgressReport, StopCheck, remove_stale_request_dirs
 from .pipelines.report import log_performance, result_json
-from .memory import reuse_freed_memory
 from .precision import log_choice
 from .settings import Settings, lipsync_dtype, resolve_device, voice_dtype
 from .storage import Storage
@@ -75,6 +75,8 @@ class ServiceRuntime:
                                allowed_buckets=settings.allowed_buckets or None)
         self.tts: TextToSpeech = TextToSpeech.from_settings(settings)
         self.gate = DeviceGate(settings.max_waiting_requests)
+        self.device_thread = DeviceThread()
+        """Where preload and renders run (see :class:`DeviceThread`: one OpenMP team)."""
         self.bundle: ModelBundle | None = None
         self._optimized: Pipeline | None = None
         self._lock = threading.Lock()
@@ -119,9 +121,10 @@ class ServiceRuntime:
         with self._lock:
             if self.bundle is None:
                 try:
-                    bundle = load_bundle(self.settings.weights_dir, self.device, self.dtype,
-                                         self.settings.freevc_config, warm=True,
-                                         wav2lip_dtype=self.lipsync_dtype)
+                    # warmed on the thread the renders run on (DeviceThread)
+                    bundle = self.device_thread.run(load_bundle, self.settings.weights_dir, self.device,
+                                                    self.dtype, self.settings.freevc_config, warm=True,
+                                                    wav2lip_dtype=self.lipsync_dtype)
                     self._optimized = self._make_optimized(bundle)
                 except Exception as e:
                     self.preload_error = f"{type(e).__name__}: {e}"
@@ -178,7 +181,7 @@ class ServiceRuntime:
         pipeline = self.pipeline(optimized)
         stop = should_stop or self.interrupting.is_set
         with self.gate.slot():
-            return pipeline.run(job, should_stop=stop, progress=progress)
+            return self.device_thread.run(pipeline.run, job, should_stop=stop, progress=progress)
 
     # ---- jobs -------------------------------------------------------------------------------
 
@@ -243,6 +246,7 @@ class ServiceRuntime:
 
     def close(self) -> None:
         self.storage.close()
+        self.device_thread.close()
 
 
 def _models_tag(bundle: ModelBundle, weights_dir: Path) -> str:
