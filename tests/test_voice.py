@@ -316,7 +316,7 @@ def test_run_convert_with_a_video_target(weights_dir: Path, tmp_path: Path, spee
     out = tmp_path / "converted.wav"
     settings = Settings(weights_dir=weights_dir, device="cpu")
     rc = run_convert(_convert_args("--source", str(source), "--target", str(target), "--out", str(out),
-                                   "--seed", "3"), settings)
+                                   "--seed", "3", "--precision", "fp32"), settings)
     assert rc == 0, capsys.readouterr().err
     with wave.open(str(out)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, SR)
@@ -324,6 +324,7 @@ def test_run_convert_with_a_video_target(weights_dir: Path, tmp_path: Path, spee
     err = capsys.readouterr().err
     for step in ("read target", "load models", "speaker embedding", "wavlm", "synthesizer", "write"):
         assert step in err
+    assert "precision on cpu: WavLM+FreeVC fp32 (set)" in err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temp file left
 
 

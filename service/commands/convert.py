@@ -64,6 +64,7 @@ def run_convert(args: argparse.Namespace, settings: Settings) -> int:
         from ..timing import format_table
 
         print(format_table(result.seconds, result.total_s, "lipsync convert: per-step seconds"), file=sys.stderr)
+        print(getattr(args, "precision_line", ""), file=sys.stderr)
         print(f"{result.duration_s:.2f} s of converted speech at {result.sample_rate} Hz -> {result.out_path}")
 
     return run_reported("lipsync convert", lambda: convert_from_args(args, settings), report)
@@ -102,7 +103,8 @@ def convert_from_args(args: argparse.Namespace, settings: Settings) -> ConvertRe
     only = ("wavlm", "freevc") if config == "freevc-s" else ("wavlm", "freevc", "speaker")
     precision = args.precision or settings.voice_precision
     dtype = resolve_precision(precision, device, settings.half_precision)
-    log_choice(device, settings.half_precision, voice=(precision, dtype), level=logging.DEBUG)
+    args.precision_line = log_choice(device, settings.half_precision, voice=(precision, dtype),
+                                     level=logging.DEBUG)
     with timer.stage("load models"):
         # no warm-up: a one-shot command would pay for it and gain nothing
         bundle = load_bundle(settings.weights_dir, device, dtype,
