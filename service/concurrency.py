@@ -6,9 +6,10 @@ of piling up until clients time out.
 """
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -64,14 +65,35 @@ class DeviceThread:
     NAME = "lipsync-device"
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.NAME)
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        # a daemon, like the job workers: a process told to exit is not held by a render
+        self._thread = threading.Thread(target=self._serve, name=self.NAME, daemon=True)
+        self._closed = False
+        self._thread.start()
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on the device thread (at once when already on it); its
         result or its exception."""
-        if threading.current_thread().name.startswith(self.NAME):
+        if threading.current_thread() is self._thread:
             return fn(*args, **kwargs)
-        return self._executor.submit(fn, *args, **kwargs).result()
+        if self._closed:
+            raise RuntimeError("the device thread is closed (the runtime was closed)")
+        done: Future[T] = Future()
+        self._work.put((done, lambda: fn(*args, **kwargs)))
+        return done.result()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False)
+        """Stop taking work once what is queued has run (does not wait)."""
+        if not self._closed:
+            self._closed = True
+            self._work.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._work.get()) is not None:
+            done, call = item
+            if not done.set_running_or_notify_cancel():
+                continue
+            try:
+                done.set_result(call())
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                done.set_exception(e)

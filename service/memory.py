@@ -4,9 +4,10 @@ A render allocates and frees the same activation-sized buffers again and again (
 at batch 16 in bf16: up to ~19 MB each; WavLM's feature extractor: ~17 MB). glibc serves blocks
 above its mmap threshold (dynamic, from 128 KiB) with a fresh ``mmap`` and returns them with
 ``munmap`` on free, so every such tensor costs a page fault per 4 KiB page and the kernel's
-zeroing of it. Raising the threshold to glibc's maximum (32 MiB) and not trimming the heap makes
-those blocks come back from the process's own, already-mapped heap. Measured on the 2-core
-benchmark machine (bench/RESULTS.md): W-word and W-sentence ~5-7 % faster. The price: the
+zeroing of it. Raising the threshold to glibc's maximum (32 MiB), not trimming the heap and using
+one arena makes those blocks come back from the process's own, already-mapped heap. Measured on
+the 2-core benchmark machine (bench/RESULTS.md): page faults per warm W-sentence ~228,000 -> ~45,
+a few % of its time (within that machine's run-to-run noise of 5-10 %). The price: the
 process keeps its peak heap between requests (RSS does not shrink after a render), which a
 service holding its models resident pays anyway. ``REUSE_FREED_MEMORY=false`` turns it off.
 """

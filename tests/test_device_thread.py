@@ -28,6 +28,9 @@ def test_results_and_errors_come_back_and_nested_calls_do_not_wait_on_themselves
     # a render that itself asks for device work (e.g. a lazy preload) runs it in place
     assert device.run(lambda: device.run(lambda: threading.current_thread().name)).startswith(DeviceThread.NAME)
     device.close()
+    device.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        device.run(lambda: None)  # refused, not queued behind a thread that is gone
 
 
 def test_the_runtime_loads_and_warms_the_models_on_the_device_thread(tmp_path: Path,
