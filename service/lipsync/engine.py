@@ -114,11 +114,11 @@ class _Prepared:
     """Everything known before the first frame is composited."""
 
     def __init__(self, face: Path, audio: Audio, opts: SyncOptions, timer: StageTimer,
-                 plan_boxes: BoxPlanner) -> None:
+                 plan_boxes: BoxPlanner, info: MediaInfo | None = None) -> None:
         audio.expect_rate(SAMPLE_RATE, "Wav2Lip")
         if audio.samples.size == 0:
             raise BadInputError("the speech audio is empty (0 samples)")
-        self.info = probe(face)
+        self.info = info or probe(face)
         self.fps = float(self.info.fps) if self.info.fps else float(opts.image_fps)
         self.rate: Fraction | float = self.info.frame_rate or Fraction(opts.image_fps).limit_denominator(1001)
         rf = opts.resize_factor
@@ -223,13 +223,16 @@ def composite_frames(face: Path, audio: Audio, model: torch.nn.Module, opts: Syn
 def sync_lips(face: Path, audio: Audio, out_path: Path, model: torch.nn.Module, opts: SyncOptions,
               plan_boxes: BoxPlanner, progress: Callable[[int, int], None] | None = None,
               timer: StageTimer | None = None, open_frames: FrameSource | None = None,
-              face_memo: FaceFeatureMemo | None = None) -> SyncResult:
+              face_memo: FaceFeatureMemo | None = None, info: MediaInfo | None = None) -> SyncResult:
     """Lip-sync ``face`` to ``audio`` and write an H.264/AAC mp4 to ``out_path``.
+
+    ``info``: ``face``'s probe when the caller has it (a service's input cache): opening the
+    container again costs ~30 ms per request for a 1080p mp4.
 
     Nothing is left at ``out_path`` unless the whole video was written.
     """
     timer = timer or StageTimer(sync_cuda=False)
-    prep = _Prepared(face, audio, opts, timer, plan_boxes)
+    prep = _Prepared(face, audio, opts, timer, plan_boxes, info)
     out_q: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(4, opts.batch_size))
     errors: list[BaseException] = []
     writer = VideoWriter(out_path, prep.width, prep.height, prep.rate, audio=audio,

@@ -82,7 +82,7 @@ class OptimizedPipeline:
             with clock.step("lipsync"), in_callers_terms(entry.video, job.input_uri):
                 result = sync_lips(entry.video, voiced, out, self.bundle.wav2lip, opts, planner, timer=timer,
                                    open_frames=memo.open, face_memo=self._faces(entry, opts.resize_factor),
-                                   progress=clock.frames_done)
+                                   progress=clock.frames_done, info=media)
             return upload_result(self.name, job, result, out, self.storage, clock, hits, entry.size)
 
     def _speech(self, job: LipVideoJob) -> tuple[Audio, bool]:
