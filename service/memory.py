@@ -36,13 +36,9 @@ def reuse_freed_memory() -> bool:
     if _applied is not None:
         return _applied
     _applied = False
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError, TypeError):  # no libc found, or one without mallopt
         log.debug("no glibc mallopt: freed memory handling left as it is")
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -54,5 +50,5 @@ def reuse_freed_memory() -> bool:
     ok = mallopt(M_ARENA_MAX, 1) == 1 and ok
     ok = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
     _applied = ok
-    log.debug("freed memory kept for reuse (mmap threshold 32 MiB, no trimming): %s", ok)
+    log.debug("freed memory kept for reuse (mmap threshold 32 MiB, no trimming, one arena): %s", ok)
     return ok

@@ -55,24 +55,17 @@ def _cpuinfo_flags(path: Path = Path("/proc/cpuinfo")) -> set[str]:
 
 @lru_cache(maxsize=1)
 def cpu_bf16() -> CpuBf16:
-    """Detected once per process: torch's own probe (what oneDNN will use), else the kernel's
-    CPU flags."""
+    """Detected once per process: the kernel's CPU flags, and for AVX512-BF16 also torch's own
+    probe (what oneDNN will use; it answers where /proc/cpuinfo is missing)."""
     flags = _cpuinfo_flags()
     avx = "avx512_bf16" in flags
-    amx = "amx_bf16" in flags
     probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    if probe is not None:
+    if not avx and probe is not None:
         try:
-            avx = avx or bool(probe())
+            avx = bool(probe())
         except RuntimeError:  # a build without the probe's backend: the flags decide
             pass
-    amx_probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    if amx_probe is not None and "amx_tile" in flags:
-        try:
-            amx = amx or bool(amx_probe())
-        except RuntimeError:
-            pass
-    return CpuBf16(avx512_bf16=avx, amx_bf16=amx)
+    return CpuBf16(avx512_bf16=avx, amx_bf16="amx_bf16" in flags)
 
 
 def resolve_precision(choice: str, device: torch.device, half_precision: bool = True,

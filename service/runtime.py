@@ -59,9 +59,8 @@ class ServiceRuntime:
         self.device = resolve_device(settings.device)
         self.dtype = voice_dtype(self.device, settings)  # WavLM and FreeVC; Wav2Lip has its own
         self.lipsync_dtype = lipsync_dtype(self.device, settings)
-        self.precision_line = log_choice(self.device, settings.half_precision,
-                                         lipsync=(settings.lipsync_precision, self.lipsync_dtype),
-                                         voice=(settings.voice_precision, self.dtype))
+        log_choice(self.device, settings.half_precision, lipsync=(settings.lipsync_precision, self.lipsync_dtype),
+                   voice=(settings.voice_precision, self.dtype))
         local_root = settings.local_storage_root
         if local_root is None and settings.ui_enabled and not settings.upload_store:
             # the page's uploads (default $WORK_DIR/uploads) are file:// inputs and outputs of

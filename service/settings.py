@@ -13,7 +13,7 @@ import torch
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .precision import resolve_precision
+from .precision import Precision, resolve_precision
 
 DeviceName = Literal["auto", "cpu", "cuda"]
 FreeVCConfig = Literal["freevc", "freevc-s", "freevc-24"]
@@ -37,12 +37,12 @@ class Settings(BaseSettings):
     freevc_config: FreeVCConfig = "freevc"
     half_precision: bool = True
     """Run the models in fp16 on a GPU (never on the CPU, where it is slower)."""
-    lipsync_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    lipsync_precision: Precision = "auto"
     """Wav2Lip's precision in the service. ``auto``: fp16 on a GPU (with HALF_PRECISION), bf16 on
     a CPU with native bf16 (AVX512-BF16 or AMX, detected at start-up and logged), fp32 elsewhere
     (``service/precision.py``). ``fp32`` is the faithful format the fidelity checks use; bf16
     differs from it by less than the eye sees (>= 40 dB in the mouth region, bench/RESULTS.md)."""
-    voice_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    voice_precision: Precision = "auto"
     """WavLM's and FreeVC's precision in the optimized service, chosen as LIPSYNC_PRECISION is.
     bf16 moves the waveform far less than two seeds of FreeVC's own prior sampling do, and keeps
     the speaker (embedding cosine >= 0.99 to fp32; bench/RESULTS.md)."""
