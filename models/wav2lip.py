@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import _checkpoint as ckpt
+from .onednn import PackedConv
 
 MEL_BANDS = 80
 MEL_STEP = 16  # mel frames per window: 0.2 s at 80 frames/s
@@ -39,6 +40,8 @@ class ConvBlock(nn.Module):
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.conv_block, PackedConv):
+            return self.conv_block(x, "relu", add=x if self.residual else None)
         out = self.conv_block(x)
         if torch.is_grad_enabled():  # training: keep the autograd graph intact
             return torch.relu(out + x if self.residual else out)
@@ -51,9 +54,9 @@ class ConvBlock(nn.Module):
     @torch.no_grad()
     def fold_batchnorm(self) -> None:
         """Replace conv → BN by one conv with scaled weights and shifted bias (eval only)."""
+        if isinstance(self.conv_block, PackedConv) or len(self.conv_block) < 2:
+            return  # folded already
         conv, bn = self.conv_block[0], self.conv_block[1]
-        if not isinstance(bn, nn.BatchNorm2d):
-            return
         scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
         w = conv.weight.double()
         # ConvTranspose2d stores (in, out, kh, kw): the output channel is dim 1
@@ -62,6 +65,14 @@ class ConvBlock(nn.Module):
         bias = (conv.bias.double() - bn.running_mean.double()) * scale + bn.bias.double()
         conv.bias = nn.Parameter(bias.to(conv.bias.dtype), requires_grad=False)
         self.conv_block = nn.Sequential(conv)
+
+    def pack(self) -> None:
+        """CPU inference: one prepacked oneDNN kernel doing conv, residual add and ReLU
+        (:mod:`models.onednn`). Folds BatchNorm first; the block is inference-only after."""
+        if isinstance(self.conv_block, PackedConv):
+            return
+        self.fold_batchnorm()
+        self.conv_block = PackedConv(self.conv_block[0])  # type: ignore[assignment]
 
 
 def _c(cin: int, cout: int, k: int, s: int | tuple[int, int], p: int, residual: bool = False) -> ConvBlock:
@@ -147,6 +158,15 @@ class Wav2Lip(nn.Module):
         for m in self.modules():
             if isinstance(m, ConvBlock):
                 m.fold_batchnorm()
+        return self
+
+    def pack(self) -> Wav2Lip:
+        """Prepacked oneDNN kernels with fused activations for CPU inference (see
+        :mod:`models.onednn`; ~6 % faster in bf16). Inference-only, and the model can no longer
+        change device or dtype."""
+        for m in self.modules():
+            if isinstance(m, ConvBlock):
+                m.pack()
         return self
 
 

@@ -30,6 +30,7 @@ from torch import nn
 
 from ._checkpoint import check_state_dict, describe, load_into, read_checkpoint
 from .errors import ModelLoadError
+from .onednn import pack_linears
 from .wavlm_checkpoint import (
     HF_TO_UNILM,
     HF_WEIGHT_FILES,
@@ -101,6 +102,14 @@ class WavLM(nn.Module):
             chunk = wav[:, t0 * hop:(t1 - 1) * hop + field]
             parts.append(self.feature_extractor(chunk).transpose(1, 2))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def pack(self) -> WavLM:
+        """Prepacked oneDNN linears for CPU inference (see :mod:`models.onednn`): 15-19 % faster
+        in bf16 at 50 frames, ~1.5-2x in fp32. The convolutions stay eager: their input length
+        varies, and a packed conv weight is only fast for the shape it was packed for.
+        Inference-only; the model can no longer change device or dtype."""
+        pack_linears(self)
+        return self
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [B, N] (model dtype/device) -> last layer [B, T, D]; see :meth:`extract`."""

@@ -123,7 +123,8 @@ class ServiceRuntime:
                     # warmed on the thread the renders run on (DeviceThread)
                     bundle = self.device_thread.run(load_bundle, self.settings.weights_dir, self.device,
                                                     self.dtype, self.settings.freevc_config, warm=True,
-                                                    wav2lip_dtype=self.lipsync_dtype)
+                                                    wav2lip_dtype=self.lipsync_dtype,
+                                                    pack=self.settings.pack_weights)
                     self._optimized = self._make_optimized(bundle)
                 except Exception as e:
                     self.preload_error = f"{type(e).__name__}: {e}"

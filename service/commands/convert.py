@@ -108,7 +108,7 @@ def convert_from_args(args: argparse.Namespace, settings: Settings) -> ConvertRe
     with timer.stage("load models"):
         # no warm-up: a one-shot command would pay for it and gain nothing
         bundle = load_bundle(settings.weights_dir, device, dtype,
-                             freevc_config=config, warm=False, only=only)
+                             freevc_config=config, warm=False, only=only, pack=settings.pack_weights)
     converter = VoiceConverter(bundle, noise_scale=args.noise_scale, seed=args.seed, chunk_s=args.chunk_s,
                                overlap_s=args.overlap_s, max_source_s=args.max_source_s,
                                output_rate=args.output_rate)

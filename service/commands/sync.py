@@ -82,6 +82,7 @@ def sync_from_args(args: argparse.Namespace, settings: Settings) -> SyncResult:
 
     from models.wav2lip import load_wav2lip
 
+    from ..bundle import pack_for_cpu
     from ..lipsync.boxes import make_box_planner
     from ..lipsync.engine import SyncOptions, default_batch_size, sync_lips
     from ..media import ensure_writable, read_audio
@@ -109,6 +110,8 @@ def sync_from_args(args: argparse.Namespace, settings: Settings) -> SyncResult:
                                      level=logging.DEBUG)
     with timer.stage("load model"):
         model = load_wav2lip(ckpt, device, dtype)
+        if settings.pack_weights:
+            model = pack_for_cpu(model, device, dtype)
     opts = SyncOptions(
         strategy=args.strategy, detector=args.detector, keyframe_interval=args.keyframe_interval,
         pads=tuple(args.pads), smooth=not args.nosmooth, box=tuple(args.box) if args.box else None,
