@@ -182,3 +182,78 @@ def test_memory_goes_to_recent_inputs(tmp_path: Path) -> None:
     assert [len(e.faces.get(1, [])) for e in entries] == [1, 1, 0]  # the budget was full for "c"
     cache.free_memory(budget, 60, keep=entries[2])
     assert not entries[0].faces and len(entries[1].faces[1]) == 1 and budget.used == 40
+
+
+@pytest.mark.parametrize("box", [BOX, (136, 296, 328, 478), (401, 540, 803, 960)], ids=["odd", "even", "edge"])
+def test_encoding_from_converted_frames_gives_the_same_frames(model: torch.nn.Module,
+                                                              speeches: tuple[Audio, Audio], tmp_path: Path,
+                                                              box: tuple[int, int, int, int],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeat render converts only the face box of each frame (the rest comes from the memo's
+    yuv420p of the source frame): the encoder gets the same pictures, bit for bit, whatever
+    the box's parity, also for a box at the frame's bottom-right corner. (Compared as what
+    x264 receives: x264 itself does not always give the same bits for the same pictures — the
+    first encode of a process differs from later ones.)"""
+    from service.lipsync.engine import sync_lips
+    from service.media.writer import VideoWriter, _plane_view
+
+    pictures: list[list[np.ndarray]] = []
+    encode = VideoWriter._encode
+
+    def recording(self: VideoWriter, frame: object) -> None:
+        pictures.append([_plane_view(p).copy() for p in frame.planes])  # type: ignore[attr-defined]
+        encode(self, frame)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(VideoWriter, "_encode", recording)
+    _, long_speech = speeches  # 100 output frames: the 75 source frames, then 25 again
+    memo = FrameMemo(lambda start: iter_frames(FACE, start=start), MemoryBudget(1 << 30))
+    conversions: list[int] = []
+
+    class Counted:
+        def converted(self, index, key, convert):  # noqa: ANN001, ANN202 - the BaseFrames protocol
+            return memo.converted(index, key, lambda f: conversions.append(index) or convert(f))
+
+    opts = SyncOptions(box=box, batch_size=16)
+
+    def plan(*_: object) -> BoxPlan:
+        return BoxPlan([FaceBox(*box)])
+
+    with torch.inference_mode():
+        for i in range(2):
+            sync_lips(FACE, long_speech, tmp_path / f"plain{i}.mp4", model, opts, plan)
+            plain, pictures[:] = pictures[:], []
+            sync_lips(FACE, long_speech, tmp_path / f"over{i}.mp4", model, opts, plan, open_frames=memo.open,
+                      bases=Counted())
+            over, pictures[:] = pictures[:], []
+            assert len(plain) == len(over) == 100
+            assert all(np.array_equal(a, b) for pa, po in zip(plain, over, strict=True)
+                       for a, b in zip(pa, po, strict=True))
+            # the first render converts each source frame once; the second finds them all
+            assert conversions == list(range(75))
+
+
+def test_converted_frames_are_budgeted_and_released(decoded: list[np.ndarray]) -> None:
+    from service.media.writer import YuvImage
+
+    frame_bytes = decoded[0].nbytes
+    budget = MemoryBudget(3 * frame_bytes + 2 * frame_bytes // 2)
+    memo = FrameMemo(CountingDecoder(), budget)
+    source = memo.open()
+    frames = [next(source) for _ in range(3)]
+    source.close()  # type: ignore[attr-defined]
+    assert len(memo) == 3 and len(frames) == 3
+    calls: list[int] = []
+
+    def half(frame: np.ndarray) -> YuvImage:
+        calls.append(1)
+        h, w = frame.shape[:2]
+        return YuvImage(frame[:, :, 0].copy(), frame[: h // 2, : w // 2, 1].copy(), frame[: h // 2, : w // 2, 2].copy())
+
+    assert memo.converted(5, "k", half) is None and not calls  # not recorded: nothing to convert
+    first = memo.converted(0, "k", half)
+    assert first is not None and memo.converted(0, "k", half) is first and len(calls) == 1
+    assert memo.converted(1, "k", half) is not None
+    assert memo.converted(2, "k", half) is not None  # over budget: converted, not kept
+    assert memo.converted(2, "k", half) is not None and len(calls) == 4
+    memo.release()
+    assert budget.used == 0

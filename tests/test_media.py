@@ -460,3 +460,25 @@ def test_output_folder_missing(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="is a folder"):
         ensure_writable(tmp_path)
     assert ensure_writable(tmp_path / "ok.mp4") == tmp_path / "ok.mp4"
+
+
+def test_write_over_takes_only_even_patches_inside_the_frame(tmp_path: Path) -> None:
+    """A frame written as a converted base plus a patch: the patch must sit on the 2x2 chroma
+    grid (odd offsets or sizes would mix converted and unconverted pixels in one chroma
+    sample) and inside the frame; a refused patch leaves no output behind."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    out = tmp_path / "over.mp4"
+    with VideoWriter(out, 96, 64, 25, codec="libx264") as writer:
+        base = writer.to_yuv(image)
+        assert (base.y.shape, base.u.shape, base.v.shape) == ((64, 96), (32, 48), (32, 48))
+        for patch, top, left in [(image[:10, :10], 1, 0), (image[:9, :10], 0, 0), (image[:10, :10], 60, 0),
+                                 (image[:10, :10], -2, 0)]:
+            with pytest.raises(ValueError, match="even size and offsets"):
+                writer.write_over(base, patch, top, left)
+        with pytest.raises(ValueError, match="base frame is 48x32"):
+            writer.write_over(type(base)(base.u, base.u, base.v), image[:2, :2], 0, 0)  # a smaller frame
+        writer.write_over(base, image[10:20, 20:40], 10, 20)
+        assert writer.frames_written == 1
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].frames == 1

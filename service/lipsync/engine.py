@@ -11,18 +11,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import torch
 
 from ..errors import BadInputError
 from ..media import MediaInfo, VideoWriter, iter_frames, probe
-from ..media.writer import DEFAULT_PRESET
+from ..media.writer import DEFAULT_PRESET, YuvImage
 from ..timing import StageTimer
 from ..types import Audio, FaceBox
 from .face_memo import FaceFeatureMemo
@@ -92,6 +92,15 @@ class SyncResult:
 
 
 FrameSource = Callable[[], Iterator[np.ndarray]]
+
+
+class BaseFrames(Protocol):
+    """Source frames converted for the encoder, by source index (:class:`FrameMemo`)."""
+
+    def converted(self, index: int, key: Hashable,
+                  convert: Callable[[np.ndarray], YuvImage]) -> YuvImage | None: ...
+
+
 """Starts a fresh pass over the input's frames (BGR uint8, after ``resize_factor``)."""
 BoxPlanner = Callable[[Path, MediaInfo, int, SyncOptions, StageTimer], "BoxPlan"]
 
@@ -151,6 +160,17 @@ def composite_frames(face: Path, audio: Audio, model: torch.nn.Module, opts: Syn
     ``face_memo`` keeps and reuses the face encoder's outputs per (source frame, box); it
     needs a model with ``encode_faces``/``decode`` (:class:`models.wav2lip.Wav2Lip`).
     """
+    for frame, _, _ in _composite(face, audio, model, opts, plan_boxes, timer, progress, prepared,
+                                  open_frames, face_memo):
+        yield frame
+
+
+def _composite(face: Path, audio: Audio, model: torch.nn.Module, opts: SyncOptions,
+               plan_boxes: BoxPlanner, timer: StageTimer | None,
+               progress: Callable[[int, int], None] | None, prepared: _Prepared | None,
+               open_frames: FrameSource | None,
+               face_memo: FaceFeatureMemo | None) -> Iterator[tuple[np.ndarray, int, FaceBox]]:
+    """:func:`composite_frames`, each frame with its source frame index and face box."""
     timer = timer or StageTimer()
     prep = prepared or _Prepared(face, audio, opts, timer, plan_boxes)
     param = next(model.parameters())
@@ -204,7 +224,7 @@ def composite_frames(face: Path, audio: Audio, model: torch.nn.Module, opts: Syn
                     torch.cuda.synchronize(device)
             with timer.stage("paste"):
                 paste_faces(frames, boxes, generated, round_paste=opts.round_paste, blend=opts.blend)
-            yield from frames
+            yield from zip(frames, (s for _, s, _ in batch), boxes, strict=True)
             done += len(frames)
             if progress:
                 progress(done, prep.n_out)
@@ -223,26 +243,29 @@ def composite_frames(face: Path, audio: Audio, model: torch.nn.Module, opts: Syn
 def sync_lips(face: Path, audio: Audio, out_path: Path, model: torch.nn.Module, opts: SyncOptions,
               plan_boxes: BoxPlanner, progress: Callable[[int, int], None] | None = None,
               timer: StageTimer | None = None, open_frames: FrameSource | None = None,
-              face_memo: FaceFeatureMemo | None = None, info: MediaInfo | None = None) -> SyncResult:
+              face_memo: FaceFeatureMemo | None = None, info: MediaInfo | None = None,
+              bases: BaseFrames | None = None) -> SyncResult:
     """Lip-sync ``face`` to ``audio`` and write an H.264/AAC mp4 to ``out_path``.
 
     ``info``: ``face``'s probe when the caller has it (a service's input cache): opening the
-    container again costs ~30 ms per request for a 1080p mp4.
+    container again costs ~30 ms per request for a 1080p mp4. ``bases``: the input frames
+    already converted for the encoder (:meth:`FrameMemo.converted`); a frame found there is
+    encoded by converting only its face box (~1 ms less per 640x360 frame, same output).
 
     Nothing is left at ``out_path`` unless the whole video was written.
     """
     timer = timer or StageTimer(sync_cuda=False)
     prep = _Prepared(face, audio, opts, timer, plan_boxes, info)
-    out_q: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(4, opts.batch_size))
+    out_q: queue.Queue[tuple[np.ndarray, int, FaceBox] | None] = queue.Queue(maxsize=max(4, opts.batch_size))
     errors: list[BaseException] = []
     writer = VideoWriter(out_path, prep.width, prep.height, prep.rate, audio=audio,
                          codec=opts.codec, preset=opts.preset, crf=opts.crf)
 
     def encode() -> None:
         try:
-            while (frame := out_q.get()) is not None:
+            while (item := out_q.get()) is not None:
                 with timer.stage("encode"):
-                    writer.write(frame)
+                    _encode_frame(writer, *item, bases)
         except BaseException as e:  # noqa: BLE001 - re-raised by the caller
             errors.append(e)
             while out_q.get() is not None:  # drain so the producer never blocks
@@ -251,11 +274,11 @@ def sync_lips(face: Path, audio: Audio, out_path: Path, model: torch.nn.Module, 
     enc = threading.Thread(target=encode, name="lipsync-encode", daemon=True)
     enc.start()
     try:
-        for frame in composite_frames(face, audio, model, opts, plan_boxes, timer, progress, prep,
-                                      open_frames, face_memo):
+        for item in _composite(face, audio, model, opts, plan_boxes, timer, progress, prep,
+                               open_frames, face_memo):
             if errors:
                 break
-            out_q.put(frame)
+            out_q.put(item)
         out_q.put(None)
         enc.join()
         if errors:
@@ -270,6 +293,23 @@ def sync_lips(face: Path, audio: Audio, out_path: Path, model: torch.nn.Module, 
         raise
     return SyncResult(out_path, prep.n_out, prep.fps, prep.width, prep.height, audio.duration_s,
                       timer.seconds(), timer.elapsed(), list(dict.fromkeys(prep.plan.boxes)), prep.plan.report)
+
+
+def _encode_frame(writer: VideoWriter, frame: np.ndarray, source: int, box: FaceBox,
+                  bases: BaseFrames | None) -> None:
+    """Encode ``frame``; from ``bases``' conversion of its source frame plus its face box (rounded
+    out to even bounds) when there is one: only the box changed since the source frame."""
+    base = bases.converted(source, writer.colour_key, writer.to_yuv) if bases is not None else None
+    if base is None:
+        writer.write(frame)
+        return
+    height, width = base.y.shape
+    top, left = max(0, box.top) & ~1, max(0, box.left) & ~1
+    bottom, right = min(height, box.bottom + (box.bottom & 1)), min(width, box.right + (box.right & 1))
+    if bottom <= top or right <= left:
+        writer.write(frame)
+        return
+    writer.write_over(base, frame[top:bottom, left:right], top, left)
 
 
 def _take_batch(q: queue.Queue[tuple[int, int, np.ndarray] | BaseException | None],

@@ -10,9 +10,18 @@ decodes the rest (skipping the recorded part without converting it).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from typing import Protocol, TypeVar
 
 import numpy as np
+
+
+class SizedImage(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+S = TypeVar("S", bound=SizedImage)
 
 
 class MemoryBudget:
@@ -45,6 +54,8 @@ class FrameMemo:
     ``decode(start)`` must return an iterator over the input's frames from index ``start``.
     :meth:`open` is a drop-in frame source for the lip-sync engine: it yields fresh copies
     (the engine pastes into the frames it gets), so the memo itself never changes.
+    :meth:`converted` keeps one conversion of each recorded frame (the encoder's yuv420p), so a
+    repeat render converts only the pixels it changed.
     """
 
     def __init__(self, decode: Callable[[int], Iterator[np.ndarray]], budget: MemoryBudget) -> None:
@@ -54,6 +65,7 @@ class FrameMemo:
         self._bytes = 0
         self._complete = False  # the whole input is recorded
         self._full = False      # the budget refused a frame: stop recording
+        self._converted: dict[tuple[Hashable, int], SizedImage] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -94,6 +106,27 @@ class FrameMemo:
             if close is not None:
                 close()
 
+    def converted(self, index: int, key: Hashable, convert: Callable[[np.ndarray], S]) -> S | None:
+        """``convert(frame index)``, computed once per ``key`` and kept while the budget allows
+        (beyond it, computed on every call); None for a frame that is not recorded."""
+        with self._lock:
+            hit = self._converted.get((key, index))
+            frame = self._frames[index] if index < len(self._frames) else None
+        if hit is not None:
+            return hit  # type: ignore[return-value]
+        if frame is None:
+            return None
+        image = convert(frame)
+        if not self._budget.take(image.nbytes):
+            return image
+        with self._lock:
+            if self._frames and (key, index) not in self._converted:
+                self._converted[(key, index)] = image
+                self._bytes += image.nbytes
+                return image
+        self._budget.give(image.nbytes)  # released meanwhile, or another thread was first
+        return image
+
     def _record(self, index: int, frame: np.ndarray) -> None:
         with self._lock:
             # only the next frame in order; a concurrent reader may already have added it
@@ -109,6 +142,7 @@ class FrameMemo:
         """Drop the frames and return their bytes to the budget."""
         with self._lock:
             self._frames.clear()
+            self._converted.clear()
             self._budget.give(self._bytes)
             self._bytes = 0
             self._complete = False

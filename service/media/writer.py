@@ -6,6 +6,7 @@ import os
 import uuid
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -13,6 +14,7 @@ from typing import Self, cast
 
 import av
 import av.container
+import av.video.plane
 import av.video.stream
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
@@ -41,6 +43,24 @@ MUXER_OPTIONS = {
     # edit lists are in the movie time scale; the default (1000) cuts the audio's end to the ms
     "movie_timescale": str(AUDIO_RATE),
 }
+
+
+@dataclass(frozen=True)
+class YuvImage:
+    """A frame in a writer's yuv420p: Y [H, W], U and V [H/2, W/2] (uint8, even H and W)."""
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return self.y.nbytes + self.u.nbytes + self.v.nbytes
+
+
+def _plane_view(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """A writable [height, width] view of a frame plane (rows padded to ``line_size``)."""
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
 
 
 def ensure_writable(path: PathLike) -> Path:
@@ -143,18 +163,59 @@ class VideoWriter:
         for image in frames:
             self._write_one(image)
 
-    def _write_one(self, image: np.ndarray) -> None:
+    @property
+    def colour_key(self) -> tuple[int, int, int]:
+        """What decides :meth:`to_yuv`'s output besides the pixels: size and conversion."""
+        return (*self._even, int(self._to_yuv))
+
+    def to_yuv(self, image: np.ndarray) -> YuvImage:
+        """``image`` (BGR uint8 [height, width, 3]) converted as :meth:`write` converts it."""
+        frame = self._convert(self._checked(image))
+        return YuvImage(*(_plane_view(p).copy() for p in frame.planes))
+
+    def write_over(self, base: YuvImage, patch: np.ndarray, top: int, left: int) -> None:
+        """Append the frame ``base`` (from :meth:`to_yuv`) with the BGR ``patch`` written at
+        (``top``, ``left``): the same frame as :meth:`write` of the composited BGR image, bit
+        for bit, while converting only the patch. swscale converts each 2x2 block on its own
+        (tests/test_media.py checks it), so the patch needs even offsets and size."""
+        ph, pw = patch.shape[:2]
+        w, h = self._even
+        if (top | left | ph | pw) % 2 or top < 0 or left < 0 or top + ph > h or left + pw > w \
+                or patch.dtype != np.uint8 or patch.ndim != 3 or patch.shape[2] != 3:
+            raise ValueError(f"patch must be BGR uint8 with even size and offsets inside {w}x{h}, "
+                             f"got {patch.dtype} {list(patch.shape)} at ({top}, {left})")
+        if base.y.shape != (h, w):
+            raise ValueError(f"base frame is {base.y.shape[1]}x{base.y.shape[0]}, the video {w}x{h}")
+        frame = av.VideoFrame(w, h, "yuv420p")
+        small = self._convert(patch)
+        for k, (plane, full, part) in enumerate(zip(frame.planes, (base.y, base.u, base.v), small.planes,
+                                                    strict=True)):
+            dst = _plane_view(plane)
+            dst[...] = full
+            s = 1 if k == 0 else 2
+            dst[top // s:top // s + part.height, left // s:left // s + part.width] = _plane_view(part)
+        self._encode(frame)
+
+    def _checked(self, image: np.ndarray) -> np.ndarray:
         if self.closed:
             raise ValueError(f"VideoWriter for {self.path} is closed")
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
             raise ValueError(f"expected BGR uint8 [{self.height}, {self.width}, 3], "
                              f"got {image.dtype} {list(image.shape)}")
         w, h = self._even
-        if (w, h) != (self.width, self.height):
-            image = image[:h, :w]
+        return image[:h, :w] if (w, h) != (self.width, self.height) else image
+
+    def _convert(self, image: np.ndarray) -> av.VideoFrame:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
-        frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU601,
-                               dst_color_range=ColorRange.MPEG, interpolation=self._to_yuv)
+        return frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU601,
+                              dst_color_range=ColorRange.MPEG, interpolation=self._to_yuv)
+
+    def _write_one(self, image: np.ndarray) -> None:
+        self._encode(self._convert(self._checked(image)))
+
+    def _encode(self, frame: av.VideoFrame) -> None:
+        if self.closed:
+            raise ValueError(f"VideoWriter for {self.path} is closed")
         frame.pts = self.frames_written
         frame.time_base = self._video.codec_context.time_base
         self._mux(self._video.encode(frame))

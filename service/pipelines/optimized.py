@@ -82,7 +82,7 @@ class OptimizedPipeline:
             with clock.step("lipsync"), in_callers_terms(entry.video, job.input_uri):
                 result = sync_lips(entry.video, voiced, out, self.bundle.wav2lip, opts, planner, timer=timer,
                                    open_frames=memo.open, face_memo=self._faces(entry, opts.resize_factor),
-                                   progress=clock.frames_done, info=media)
+                                   progress=clock.frames_done, info=media, bases=memo)
             return upload_result(self.name, job, result, out, self.storage, clock, hits, entry.size)
 
     def _speech(self, job: LipVideoJob) -> tuple[Audio, bool]:
@@ -135,7 +135,8 @@ class OptimizedPipeline:
             return
         w, h = entry.width // resize_factor, entry.height // resize_factor
         param = next(self.bundle.wav2lip.parameters())
-        per_frame = w * h * 3 + FACE_FEATURES_PER_FRAME * param.element_size()
+        # the decoded frame, its yuv420p conversion for the encoder, and its face features
+        per_frame = w * h * 3 + w * h * 3 // 2 + FACE_FEATURES_PER_FRAME * param.element_size()
         self.inputs.free_memory(self.frame_budget, (entry.frame_count - len(memo)) * per_frame, keep=entry)
 
     def _faces(self, entry: InputEntry, resize_factor: int) -> FaceFeatureMemo | None:
