@@ -7,7 +7,9 @@ box) with the checkpoints in ``--weights`` (default: the demo's full-size genera
 Wav2Lip's composited frames (lossless, before the encoder) in fp32 against bf16/fp16, PSNR in
 the mouth region and the frame alignment; the converted speech of fp32 against bf16 with the
 same noise seed, next to two fp32 runs with different seeds (FreeVC samples its prior), and the
-speaker-embedding cosine. ``tests/test_precision.py`` asserts the gate with the same functions.
+speaker-embedding cosine. The faster formats run as the service runs them (prepacked oneDNN
+kernels on a CPU, ``PACK_WEIGHTS``); fp32 is the eager, faithful reference.
+``tests/test_precision.py`` asserts the gate with the same functions.
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ def lipsync_figures(weights: Path, formats: tuple[str, ...], device: str = "cpu"
     import torch
 
     from models.wav2lip import load_wav2lip
+    from service.bundle import pack_for_cpu
     from service.lipsync.engine import BoxPlan, SyncOptions, composite_frames
     from service.media import read_audio
     from service.precision import DTYPES
@@ -73,6 +76,8 @@ def lipsync_figures(weights: Path, formats: tuple[str, ...], device: str = "cpu"
     frames = {}
     for name in ("fp32", *formats):
         model = load_wav2lip(weights / "wav2lip_gan.pth", device, dtype=DTYPES[name])
+        if name != "fp32":  # as the service runs it (PACK_WEIGHTS); the reference stays eager fp32
+            model = pack_for_cpu(model, torch.device(device), DTYPES[name])
         with torch.inference_mode():
             frames[name] = np.stack(list(composite_frames(
                 DATA / "face_dev.mp4", speech, model, SyncOptions(box=BOX, batch_size=16),
@@ -107,7 +112,7 @@ def voice_figures(weights: Path, formats: tuple[str, ...], device: str = "cpu") 
     out = {"fp32 other seed": {"relative_deviation": relative_deviation(ref, other_seed),
                                "speaker_cosine": cosine(ref_embedding, embed(other_seed))}}
     for name in formats:
-        bundle = load_bundle(weights, torch.device(device), DTYPES[name], warm=False, only=only)
+        bundle = load_bundle(weights, torch.device(device), DTYPES[name], warm=False, only=only, pack=True)
         y = VoiceConverter(bundle, seed=1).convert_voice(speech, speech).samples
         out[name] = {"relative_deviation": relative_deviation(ref, y), "max_abs_diff": float(np.abs(y - ref).max()),
                      "speaker_cosine": cosine(ref_embedding, embed(y))}
