@@ -92,6 +92,8 @@ class SyncResult:
 
 
 FrameSource = Callable[[], Iterator[np.ndarray]]
+"""Starts a fresh pass over the input's frames (BGR uint8, after ``resize_factor``)."""
+BoxPlanner = Callable[[Path, MediaInfo, int, SyncOptions, StageTimer], "BoxPlan"]
 
 
 class BaseFrames(Protocol):
@@ -99,10 +101,6 @@ class BaseFrames(Protocol):
 
     def converted(self, index: int, key: Hashable,
                   convert: Callable[[np.ndarray], YuvImage]) -> YuvImage | None: ...
-
-
-"""Starts a fresh pass over the input's frames (BGR uint8, after ``resize_factor``)."""
-BoxPlanner = Callable[[Path, MediaInfo, int, SyncOptions, StageTimer], "BoxPlan"]
 
 
 @dataclass(frozen=True)
