@@ -12,7 +12,11 @@ WavLM's linears 15-19 % (bf16, 50 frames) and ~1.5-2x (fp32); the outputs agree 
 float rounding (fused activations are applied before the result is rounded to bf16).
 
 Packing is an inference-only transform: packed modules hold opaque oneDNN tensors, cannot be
-moved to another device or dtype, and ignore autograd.
+moved to another device or dtype, and ignore autograd. It suits layers whose input shape does
+not depend on the request's length: a packed *convolution* weight carries the layout oneDNN
+chose for one input size, and another size takes a slow path (a FreeVC WN conv at 50 frames:
+10.8 ms instead of 0.2 ms), so FreeVC and WavLM's conv stack stay eager. Matmul weights have no
+such cliff (swept 1 to 3,000 rows).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from functools import cache
 import torch
 from torch import nn
 
-__all__ = ["PackedConv", "PackedConv1d", "PackedLinear", "available", "pack_convs1d", "pack_linears"]
+__all__ = ["PackedConv", "PackedLinear", "available", "pack_linears"]
 
 _OPS = ("_convolution_pointwise", "_convolution_transpose_pointwise", "_linear_pointwise",
         "_reorder_convolution_weight", "_reorder_convolution_transpose_weight", "_reorder_linear_weight")
@@ -96,37 +100,6 @@ class PackedConv(nn.Module):
                                                 self.dilation, self.groups, "add", 1.0, act, args, "")
 
 
-class PackedConv1d(nn.Module):
-    """An ``nn.Conv1d`` or ``nn.ConvTranspose1d`` run as a packed 1xK 2-D convolution.
-
-    ``forward`` takes the module's [B, C, L] input; :meth:`rows` takes the [B, C, 1, L]
-    (channels-last) activations FreeVC's decoder keeps, with the post-ops of :class:`PackedConv`.
-    """
-
-    def __init__(self, conv: nn.Conv1d | nn.ConvTranspose1d) -> None:
-        super().__init__()
-        transposed = isinstance(conv, nn.ConvTranspose1d)
-        cls = nn.ConvTranspose2d if transposed else nn.Conv2d
-        extra = {"output_padding": (0, conv.output_padding[0])} if transposed else {}
-        with torch.device("meta"):
-            as_2d = cls(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]), (1, conv.stride[0]),
-                        (0, conv.padding[0]), dilation=(1, conv.dilation[0]), groups=conv.groups,  # type: ignore[arg-type]
-                        bias=conv.bias is not None, **extra)
-        as_2d.weight = nn.Parameter(conv.weight.detach().unsqueeze(2), requires_grad=False)
-        if conv.bias is not None:
-            as_2d.bias = nn.Parameter(conv.bias.detach(), requires_grad=False)
-        self.conv = PackedConv(as_2d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # oneDNN's fast kernels want NHWC; a plain NCHW input takes a reference path that ran
-        # FreeVC's 5-tap WN convolutions ~50x slower
-        return self.conv(x.unsqueeze(2).contiguous(memory_format=torch.channels_last)).squeeze(2)
-
-    def rows(self, x: torch.Tensor, act: str | None = None, scalars: Sequence[float] = (),
-             add: torch.Tensor | None = None) -> torch.Tensor:
-        return self.conv(x, act, scalars, add)
-
-
 class PackedLinear(nn.Module):
     """An ``nn.Linear`` with its weight in oneDNN's layout; any number of leading dimensions."""
 
@@ -148,17 +121,8 @@ class PackedLinear(nn.Module):
 
 def pack_linears(model: nn.Module) -> int:
     """Replace every ``nn.Linear`` in ``model`` by a :class:`PackedLinear`; returns how many."""
-    return _replace(model, nn.Linear, PackedLinear)
-
-
-def pack_convs1d(model: nn.Module) -> int:
-    """Replace every ``nn.Conv1d`` / ``nn.ConvTranspose1d`` by a :class:`PackedConv1d`."""
-    return _replace(model, (nn.Conv1d, nn.ConvTranspose1d), PackedConv1d)
-
-
-def _replace(model: nn.Module, kinds: type | tuple[type, ...], make: type[nn.Module]) -> int:
     swaps = [(parent, name, child) for parent in model.modules()
-             for name, child in parent.named_children() if isinstance(child, kinds)]
+             for name, child in parent.named_children() if isinstance(child, nn.Linear)]
     for parent, name, child in swaps:
-        setattr(parent, name, make(child))  # the plain weight is freed with the old module
+        setattr(parent, name, PackedLinear(child))  # the plain weight is freed with the old module
     return len(swaps)
