@@ -79,12 +79,6 @@ def _warm_speaker(m: Any, dev: torch.device, dt: torch.dtype) -> None:
     m.embed_utterance(0.01 * torch.randn(32000).numpy())
 
 
-PACKABLE = ("wav2lip", "wavlm")
-"""Models with prepacked CPU kernels. FreeVC's convolutions are left eager: their input length
-changes with every request, and oneDNN's packed conv weights are fast only for the shape they
-were packed for (a 50-frame WN conv packed for another length ran 10.8 ms instead of 0.2)."""
-
-
 def pack_for_cpu(model: Any, device: torch.device, dtype: torch.dtype) -> Any:
     """``model.pack()`` (prepacked oneDNN kernels) on a CPU whose torch build runs them for
     ``dtype``; the model unchanged anywhere else."""
@@ -103,9 +97,9 @@ def load_bundle(weights_dir: Path, device: torch.device, dtype: torch.dtype = to
     """Load (and by default warm up) the models named in ``only`` from ``weights_dir``.
 
     ``wav2lip_dtype`` overrides ``dtype`` for Wav2Lip alone (e.g. bf16 on a CPU with native
-    bf16 while the voice models stay fp32). ``pack``: on a CPU, Wav2Lip and WavLM get their
-    prepacked oneDNN kernels (:mod:`models.onednn`) before the warm-up; ignored elsewhere or
-    where this torch build lacks them.
+    bf16 while the voice models stay fp32). ``pack``: on a CPU, the models with a ``pack()``
+    (Wav2Lip and WavLM) get their prepacked oneDNN kernels (:mod:`models.onednn`) before the
+    warm-up; ignored elsewhere or where this torch build lacks them.
 
     Raises :class:`WeightsMissingError` naming every missing file before loading anything,
     and :class:`models.ModelLoadError` for a file that is present but wrong.
@@ -146,7 +140,7 @@ def load_bundle(weights_dir: Path, device: torch.device, dtype: torch.dtype = to
         t0 = time.perf_counter()
         model = load()
         params = sum(p.numel() for p in model.parameters())  # before packing hides the weights
-        if pack and name in PACKABLE:
+        if pack and hasattr(model, "pack"):  # Wav2Lip and WavLM (FreeVC stays eager: models/onednn.py)
             model = pack_for_cpu(model, device, w2l_dtype if name == "wav2lip" else dtype)
         _sync(device)
         t1 = time.perf_counter()

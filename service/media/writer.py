@@ -197,8 +197,6 @@ class VideoWriter:
         self._encode(frame)
 
     def _checked(self, image: np.ndarray) -> np.ndarray:
-        if self.closed:
-            raise ValueError(f"VideoWriter for {self.path} is closed")
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
             raise ValueError(f"expected BGR uint8 [{self.height}, {self.width}, 3], "
                              f"got {image.dtype} {list(image.shape)}")
